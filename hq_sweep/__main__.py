@@ -1,0 +1,3 @@
+from hq_sweep.cli import main
+
+main()

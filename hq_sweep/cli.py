@@ -1,0 +1,276 @@
+"""`hq-sweep`: the command line. Commands that run things live here; readers in cli_results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hq_sweep.cli_common import (
+    JsonOption,
+    RedisOption,
+    SweepOption,
+    console,
+    fail,
+    friendly_errors,
+    open_sweep,
+    setup_logging,
+)
+from hq_sweep.cli_results import register_result_commands
+from hq_sweep.cli_server import server_app
+from hq_sweep.connection import connect, default_state_dir, resolve_redis_url
+from hq_sweep.controller import Controller, ControllerOptions
+from hq_sweep.launchers.local import REDIS_URL_VAR, LocalLauncher
+from hq_sweep.monitor import watch
+from hq_sweep.queue import SweepQueue, SweepRegistry
+from hq_sweep.results import summary
+from hq_sweep.runner import (
+    ControllerThread,
+    LocalRun,
+    ensure_server,
+    register_sweep,
+    stored_spec,
+    sweep_total,
+)
+from hq_sweep.spec import SweepSpec, load_spec
+from hq_sweep.worker import WorkerOptions
+from hq_sweep.worker_process import run_worker
+
+app = typer.Typer(
+    name="hq-sweep",
+    help="Hyperparameter sweeps with warm workers: Optuna + Redis, on a laptop or a Slurm cluster.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(server_app, name="server", help="Run the Redis-compatible server sweeps use.")
+register_result_commands(app)
+
+SpecFile = Annotated[Path, typer.Argument(help="Sweep file (W&B Sweeps YAML, Argo ranges).")]
+TrialsOption = Annotated[
+    int | None, typer.Option("--trials", "-n", min=1, help="Override run_cap: trials to run.")
+]
+LeaseOption = Annotated[
+    float, typer.Option("--lock-lease", min=0.5, help="Controller lock lease in seconds.")
+]
+
+
+def _with_trials(spec: SweepSpec, trials: int | None) -> SweepSpec:
+    return spec if trials is None else spec.model_copy(update={"run_cap": trials})
+
+
+@app.command()
+@friendly_errors
+def run(
+    file: SpecFile,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Local workers.")] = 2,
+    redis_url: RedisOption = None,
+    json_out: JsonOption = False,
+    trials: TrialsOption = None,
+) -> None:
+    """Run a whole sweep on this machine: server, controller and N warm workers."""
+    spec = _with_trials(load_spec(file), trials)
+    setup_logging()
+    url = ensure_server(redis_url, say=lambda m: console.print(m, style="dim", highlight=False))
+    connection = connect(url)
+    sweep_id = register_sweep(connection, spec, file)
+    local = LocalRun(connection, url, sweep_id, spec, workers, ControllerOptions())
+    thread, launcher = local.start()
+    queue = SweepQueue(connection, sweep_id)
+    started = time.monotonic()
+    try:
+        _follow(queue, thread, launcher, sweep_total(spec, None), live=not json_out)
+    except KeyboardInterrupt:
+        thread.abort.set()
+        launcher.stop()
+        fail(
+            f"interrupted: sweep {sweep_id} left unfinished; resume it with "
+            f"`hq-sweep enqueue {file} --sweep {sweep_id}`",
+            130,
+        )
+    finally:
+        if not launcher.wait(30):
+            launcher.stop()
+    if thread.error is not None:
+        fail(f"controller failed: {thread.error}")
+    _print_summary(queue, thread.reason or "", time.monotonic() - started, json_out)
+
+
+def _follow(
+    queue: SweepQueue,
+    thread: ControllerThread,
+    launcher: LocalLauncher,
+    total: int | None,
+    live: bool,
+) -> None:
+    def over() -> bool:
+        LocalRun.check_workers(thread, launcher)
+        return not thread.is_alive()
+
+    if live and console.is_terminal:
+        watch(queue, total, until=over, console=console)
+        return
+    last = 0.0
+    while not over():
+        thread.join(timeout=0.5)
+        if time.monotonic() - last >= 5.0:
+            last = time.monotonic()
+            counts = queue.counts()
+            done = sum(counts.get(s, 0) for s in ("complete", "pruned", "failed"))
+            console.print(
+                f"{queue.sweep_id}: {done}/{total or '?'} trials finished "
+                f"({counts.get('running', 0)} running)",
+                style="dim",
+                highlight=False,
+            )
+
+
+def _print_summary(queue: SweepQueue, reason: str, elapsed: float, json_out: bool) -> None:
+    result = summary(queue)
+    if json_out:
+        typer.echo(json.dumps(result))
+        return
+    trials = result["trials"]
+    console.print(
+        f"[bold]sweep {queue.sweep_id} finished[/] ({reason}) in {elapsed:.1f} s: "
+        f"{trials['complete']} complete, {trials['pruned']} pruned, "
+        f"{trials['failed']} failed"
+    )
+    best = result["best"]
+    if best:
+        console.print(
+            f"best: trial {best['number']} value [bold]{best['value']:.6g}[/] "
+            f"params {json.dumps(best['params'])}",
+            highlight=False,
+        )
+
+
+@app.command()
+@friendly_errors
+def enqueue(
+    file: SpecFile,
+    sweep: Annotated[
+        str | None,
+        typer.Option("--sweep", "-s", help="Sweep id; an existing id resumes that sweep."),
+    ] = None,
+    detach: Annotated[bool, typer.Option(help="Run the controller in the background.")] = False,
+    trials: TrialsOption = None,
+    lock_lease: LeaseOption = 10.0,
+    redis_url: RedisOption = None,
+) -> None:
+    """Register a sweep (or resume one) and run its controller."""
+    spec = _with_trials(load_spec(file), trials)
+    setup_logging()
+    url = resolve_redis_url(redis_url)
+    connection = connect(url)
+    registry = SweepRegistry(connection)
+    if sweep is not None and registry.exists(sweep):
+        stored = stored_spec(SweepQueue(connection, sweep))
+        if stored.spec_hash() != spec.spec_hash():
+            fail(f"sweep {sweep!r} exists with a different sweep file; pick another --sweep")
+        sweep_id = sweep
+        console.print(f"resuming sweep [bold]{sweep_id}[/]")
+    else:
+        sweep_id = register_sweep(connection, spec, file, sweep_id=sweep)
+        console.print(
+            f"registered sweep [bold]{sweep_id}[/]; start workers with "
+            f"`hq-sweep start-workers --sweep {sweep_id}`"
+        )
+    if detach:
+        _spawn_controller(url, sweep_id, lock_lease)
+        return
+    _run_controller(SweepQueue(connection, sweep_id), lock_lease)
+
+
+def _spawn_controller(url: str, sweep_id: str, lock_lease: float) -> None:
+    logs = default_state_dir() / "logs" / sweep_id
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / "controller.log"
+    with open(log_path, "ab") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hq_sweep",
+                "controller",
+                sweep_id,
+                "--lock-lease",
+                str(lock_lease),
+            ],
+            env={**os.environ, REDIS_URL_VAR: url},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    console.print(f"controller running in the background (pid {process.pid}, log {log_path})")
+
+
+def _run_controller(queue: SweepQueue, lock_lease: float) -> None:
+    spec = stored_spec(queue)
+    options = ControllerOptions(lease_ms=int(lock_lease * 1000))
+    reason = Controller(queue, spec, options).run()
+    counts = queue.counts()
+    console.print(
+        f"sweep {queue.sweep_id} finished ({reason}): "
+        + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "pruned", "failed"))
+    )
+
+
+@app.command("controller")
+@friendly_errors
+def controller_command(
+    sweep: Annotated[str, typer.Argument(help="Sweep id.")],
+    lock_lease: LeaseOption = 10.0,
+    redis_url: RedisOption = None,
+) -> None:
+    """Run (or resume, or stand by for) the controller of a registered sweep."""
+    setup_logging()
+    _run_controller(open_sweep(resolve_redis_url(redis_url), sweep), lock_lease)
+
+
+@app.command()
+@friendly_errors
+def worker(
+    sweep: SweepOption = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a sweep to appear.")] = 60.0,
+    redis_url: RedisOption = None,
+) -> None:
+    """Run one warm worker in this process (what start-workers launches)."""
+    setup_logging()
+    connection = connect(resolve_redis_url(redis_url))
+    raise typer.Exit(run_worker(connection, sweep, WorkerOptions(), wait_s=wait))
+
+
+@app.command("start-workers")
+@friendly_errors
+def start_workers(
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Local workers.")] = 2,
+    sweep: SweepOption = None,
+    redis_url: RedisOption = None,
+) -> None:
+    """Start N local warm workers and wait until the sweep they serve ends."""
+    url = resolve_redis_url(redis_url)
+    launcher = LocalLauncher(workers, url, sweep)
+    launcher.start()
+    console.print(
+        f"started {workers} workers (pids {', '.join(str(p.pid) for p in launcher.processes)})"
+    )
+    try:
+        launcher.wait(timeout_s=None)
+    except KeyboardInterrupt:
+        launcher.stop()
+        fail("interrupted: workers stopped", 130)
+    codes = launcher.exit_codes()
+    if any(code != 0 for code in codes):
+        fail(f"workers exited with codes {codes}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,380 @@
+"""Where is the Redis server? The one place that answers, plus the client factory.
+
+Precedence of `resolve_redis_url`: an explicit `--redis URL` > `$HQ_SWEEP_REDIS_URL` > the
+connection file that `hq-sweep server start` leaves in the state directory (only if the server
+it names answers). Every message that shows a URL passes it through `redact` first: the
+password must never reach a terminal, a log or `ps`.
+
+The connection file is JSON with mode 0600 in the state directory: `$HQ_SWEEP_STATE_DIR`, else
+`$XDG_STATE_HOME/hq-sweep`, else `~/.local/state/hq-sweep`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+__all__ = [
+    "CONNECTION_FILE_NAME",
+    "ENV_REDIS_URL",
+    "ENV_STATE_DIR",
+    "WILDCARD_BINDS",
+    "BadRedisUrlError",
+    "ConnectionFileError",
+    "NoServerError",
+    "ServerInfo",
+    "auth_ping",
+    "connect",
+    "connection_file_path",
+    "default_state_dir",
+    "not_running_message",
+    "pid_alive",
+    "read_connection_file",
+    "redact",
+    "remove_connection_file",
+    "resolve_redis_url",
+    "server_alive",
+    "write_connection_file",
+    "write_private_file",
+]
+
+ENV_REDIS_URL = "HQ_SWEEP_REDIS_URL"
+ENV_STATE_DIR = "HQ_SWEEP_STATE_DIR"
+CONNECTION_FILE_NAME = "connection.json"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+# Bind addresses that mean "every interface": clients on the same node use loopback.
+WILDCARD_BINDS = frozenset({"0.0.0.0", "*", "::", "::*", "-::*"})
+_HOWTO = (
+    "Start one with `hq-sweep server start`, point at an existing one with "
+    "`--redis redis://:PASSWORD@HOST:PORT/0` (or $HQ_SWEEP_REDIS_URL), "
+    "or use `hq-sweep run` to run a sweep entirely on this machine."
+)
+# `password=` in the query string is also honoured by redis-py, so it must be hidden too.
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+class NoServerError(RuntimeError):
+    """No Redis server could be located; the message says what the user can do."""
+
+
+class BadRedisUrlError(ValueError):
+    """A user-supplied Redis URL is malformed (the message shows it redacted)."""
+
+
+class ConnectionFileError(ValueError):
+    """The connection file exists but cannot be read or does not hold a server record."""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """A running (or recorded) hq-sweep server. `host` is the address clients should use."""
+
+    host: str
+    port: int
+    password: str
+    pid: int
+    state_dir: Path
+    bind: str = "127.0.0.1"
+    # The pid is only meaningful on the machine that started the server: state dirs often
+    # live on a shared home file system that compute nodes read too.
+    node: str = field(default_factory=socket.gethostname)
+    started_at: str = ""
+
+    def probe_host(self) -> str:
+        """The address to reach the server at from this machine."""
+        if self.node == socket.gethostname() and self.bind in WILDCARD_BINDS:
+            return "::1" if ":" in self.bind else "127.0.0.1"
+        return self.host
+
+    @property
+    def url(self) -> str:
+        """Full URL including the password (for clients, never for display)."""
+        return _format_url(self.host, self.port, quote(self.password, safe=""))
+
+    @property
+    def redacted_url(self) -> str:
+        """The URL with the password replaced by `***`, safe to print."""
+        return _format_url(self.host, self.port, "***")
+
+    def to_json(self) -> dict[str, Any]:
+        """The connection-file record (includes the password and full URL)."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "password": self.password,
+            "pid": self.pid,
+            "state_dir": str(self.state_dir),
+            "bind": self.bind,
+            "node": self.node,
+            "started_at": self.started_at,
+            "url": self.url,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> ServerInfo:
+        """Validate a connection-file record; raises ValueError naming the bad field."""
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        kinds: dict[str, type] = {"host": str, "port": int, "password": str, "pid": int}
+        kinds.update(state_dir=str, bind=str, node=str, started_at=str)
+        for name, kind in kinds.items():
+            value = data.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"field {name!r} missing or not a {kind.__name__}")
+        return cls(
+            host=data["host"],
+            port=data["port"],
+            password=data["password"],
+            pid=data["pid"],
+            state_dir=Path(data["state_dir"]),
+            bind=data["bind"],
+            node=data["node"],
+            started_at=data["started_at"],
+        )
+
+
+def _format_url(host: str, port: int, secret: str) -> str:
+    # IPv6 literals need brackets inside a URL.
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"redis://:{secret}@{shown}:{port}/0"
+
+
+def redact(url: str) -> str:
+    """Replace any password (user-info or `password=` query) in `url` with `***`."""
+    text = _QUERY_PASSWORD.sub(r"\1***", url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    # User-info ends at the last '@' before the query: over-redacting an '@' in a socket
+    # path is harmless, while stopping at the first '@' could leak half a password.
+    head, qsep, tail = rest.partition("?")
+    userinfo, at, hostpart = head.rpartition("@")
+    if not at or not userinfo:
+        return text
+    user, colon, _secret = userinfo.partition(":")
+    # A lone user-info token is ambiguous (`redis://SECRET@host`), so hide it as well.
+    hidden = f"{user}:***" if colon else "***"
+    return f"{scheme}://{hidden}@{hostpart}{qsep}{tail}"
+
+
+def default_state_dir() -> Path:
+    """`$HQ_SWEEP_STATE_DIR`, else `$XDG_STATE_HOME/hq-sweep`, else `~/.local/state/hq-sweep`."""
+    explicit = os.environ.get(ENV_STATE_DIR, "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME", "").strip()
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
+    return base / "hq-sweep"
+
+
+def connection_file_path(state_dir: Path | None = None) -> Path:
+    """Path of the connection file in `state_dir` (default: `default_state_dir()`)."""
+    return (state_dir or default_state_dir()) / CONNECTION_FILE_NAME
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Atomically write `text` to `path` with mode 0600 (parent created with mode 0700)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    # Created 0600 from the start: a chmod after writing would leave a window of exposure.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_connection_file(info: ServerInfo) -> Path:
+    """Record `info` in `info.state_dir`; returns the file's path."""
+    path = connection_file_path(info.state_dir)
+    write_private_file(path, json.dumps(info.to_json(), indent=2) + "\n")
+    return path
+
+
+def read_connection_file(state_dir: Path | None = None) -> ServerInfo | None:
+    """The recorded server, or None when there is no connection file.
+
+    Raises ConnectionFileError when the file exists but is unreadable or malformed.
+    """
+    path = connection_file_path(state_dir)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConnectionFileError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return ServerInfo.from_json(json.loads(text))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+        raise ConnectionFileError(f"{path} is not a valid connection file ({exc})") from exc
+
+
+def remove_connection_file(
+    state_dir: Path | None = None, *, only_if: ServerInfo | None = None
+) -> None:
+    """Delete the connection file if present (with `only_if`: only while it names that server)."""
+    if only_if is not None:
+        try:
+            recorded = read_connection_file(state_dir)
+        except ConnectionFileError:
+            return  # not ours to judge: leave it for `hq-sweep server start` to replace
+        if recorded is None or (recorded.pid, recorded.port) != (only_if.pid, only_if.port):
+            return
+    connection_file_path(state_dir).unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (a zombie child of ours counts as dead)."""
+    if pid <= 0:  # kill(0, ...) would address our own process group
+        return False
+    try:
+        # A server we spawned and that has exited stays a zombie until reaped, and a zombie
+        # still accepts kill(pid, 0): reap it here so it reads as dead.
+        reaped, _status = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: init reaps it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    # An orphan whose reaper does not reap (PID 1 of some containers) stays a zombie.
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no procfs (macOS) or already gone
+    fields = stat_line.rpartition(")")[2].split()
+    return bool(fields) and fields[0] in ("Z", "X")
+
+
+def auth_ping(info: ServerInfo, timeout: float = 1.0) -> str:
+    """AUTH + PING over a bare socket: "PONG" when the server is up and takes the password,
+    else its error reply ("LOADING ...", "WRONGPASS ...") or "" when unreachable.
+
+    A bare socket rather than redis-py: a failed redis-py call leaves a reference cycle that
+    holds the caller's frames (and e.g. a Popen in them) until the cyclic GC runs, and it
+    would add a HELLO round trip and retries to a check that must be quick.
+    """
+    secret = info.password.encode()
+    request = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n" % (len(secret), secret)
+    reply = b""
+    try:
+        with socket.create_connection((info.probe_host(), info.port), timeout=timeout) as sock:
+            sock.sendall(request)
+            while reply.count(b"\r\n") < 2:
+                chunk = sock.recv(1024)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError:
+        return ""  # refused, unreachable or timed out
+    lines = reply.decode("utf-8", "replace").split("\r\n")
+    if len(lines) < 3:
+        return ""
+    # A refused AUTH explains more than the NOAUTH that PING then gets.
+    return lines[0][1:] if lines[0] != "+OK" else lines[1][1:]
+
+
+def server_alive(info: ServerInfo, timeout: float = 1.0) -> bool:
+    """Whether the server in `info` runs and accepts its password (AUTH + PING)."""
+    if info.node == socket.gethostname() and not pid_alive(info.pid):
+        return False
+    # LOADING: replaying its AOF after a restart, alive but not ready yet. Any other answer
+    # (refused, WRONGPASS: another server took the port) means it is not our server.
+    reply = auth_ping(info, timeout)
+    return reply == "PONG" or reply.startswith("LOADING")
+
+
+def _checked_url(url: str, source: str) -> str:
+    scheme, sep, _rest = url.partition("://")
+    if not sep or scheme.lower() not in REDIS_SCHEMES:
+        raise BadRedisUrlError(
+            f"{source}: {redact(url)!r} is not a Redis URL "
+            "(expected redis://, rediss:// or unix://)"
+        )
+    return url
+
+
+def not_running_message(info: ServerInfo) -> str:
+    """Why the recorded server cannot be used from here, for error messages."""
+    where = f"{connection_file_path(info.state_dir)} ({info.redacted_url}, pid {info.pid})"
+    if info.node != socket.gethostname() and info.bind in ("127.0.0.1", "::1", "localhost"):
+        return f"the server in {where} listens on loopback on {info.node}: unreachable from here"
+    return f"the server recorded in {where} is not running"
+
+
+def resolve_redis_url(explicit: str | None = None, *, state_dir: Path | None = None) -> str:
+    """The Redis URL to use: `explicit` > `$HQ_SWEEP_REDIS_URL` > a live server's file.
+
+    Raises NoServerError (telling the user what to do) when nothing is found, and
+    BadRedisUrlError when an explicit or environment URL is not a Redis URL.
+    """
+    if explicit and explicit.strip():
+        return _checked_url(explicit.strip(), "--redis")
+    env = os.environ.get(ENV_REDIS_URL, "").strip()
+    if env:
+        return _checked_url(env, f"${ENV_REDIS_URL}")
+    directory = state_dir or default_state_dir()
+    try:
+        info = read_connection_file(directory)
+    except ConnectionFileError as exc:
+        raise NoServerError(f"No usable Redis server: {exc}. {_HOWTO}") from exc
+    if info is None:
+        raise NoServerError(
+            f"No Redis server found: no --redis URL, no ${ENV_REDIS_URL}, and no connection "
+            f"file in {directory}. {_HOWTO}"
+        )
+    if not server_alive(info):
+        raise NoServerError(f"{not_running_message(info)}. {_HOWTO}")
+    return info.url
+
+
+def connect(
+    url: str, *, socket_timeout: float | None = 30.0, client_name: str | None = None
+) -> redis.Redis:
+    """A redis-py client for `url` with hq-sweep's connection policy.
+
+    Bytes in and out (`decode_responses=False`: everything stored is JSON we decode
+    ourselves). TCP keepalive and a periodic health check notice dead peers on long-idle
+    worker connections; transient connection errors are retried a few times with
+    exponential backoff. Callers issuing blocking commands longer than `socket_timeout`
+    must raise it (or pass None). Retried writes may apply twice: state changes that must
+    not are fenced by the queue's Lua scripts, not by this client.
+    """
+    retry = Retry(
+        ExponentialBackoff(cap=1.0, base=0.05),
+        retries=3,
+        supported_errors=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+    )
+    return redis.Redis.from_url(
+        url,
+        decode_responses=False,
+        health_check_interval=15,
+        socket_keepalive=True,
+        socket_connect_timeout=5.0,
+        socket_timeout=socket_timeout,
+        retry=retry,
+        client_name=client_name,
+    )

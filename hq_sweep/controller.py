@@ -1,0 +1,277 @@
+"""The controller: sole owner of a sweep's Optuna study, feeding workers through Redis.
+
+The study lives in memory, so samplers and pruners run at in-memory speed; the durable
+truth is the trial records in Redis, and a restarted controller rebuilds the study from
+them. One controller per sweep holds a Redis lock with a lease; a second one waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState as OptunaState
+
+from hq_sweep.errors import HqSweepError
+from hq_sweep.messages import Report, TrialOutcome, TrialState, TrialTask
+from hq_sweep.queue import SweepQueue
+from hq_sweep.space import SearchSpace, build_pruner, build_sampler, build_space, study_directions
+from hq_sweep.spec import SweepSpec
+from hq_sweep.study_rebuild import rebuild_study
+
+log = logging.getLogger("hq_sweep.controller")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class LostLock(HqSweepError):
+    """Another controller took the sweep over: this one must stop at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerOptions:
+    lease_ms: int = 10_000
+    wait_s: float = 0.05  # longest block on an empty results list
+    target_job_s: float = 0.2  # size rq jobs so one carries about this much work
+    max_batch: int = 256
+    max_trials: int | None = None  # overrides run_cap when given
+    seed: int | None = None
+
+
+class Controller:
+    def __init__(self, queue: SweepQueue, spec: SweepSpec, options: ControllerOptions) -> None:
+        self.queue = queue
+        self.spec = spec
+        self.options = options
+        self.space: SearchSpace = build_space(spec)
+        seed = options.seed if options.seed is not None else spec.seed
+        self.study = optuna.create_study(
+            directions=study_directions(spec),
+            sampler=build_sampler(spec, self.space, seed),
+            pruner=build_pruner(spec),
+        )
+        self.prunes = not isinstance(self.study.pruner, optuna.pruners.NopPruner)
+        self.grid = self.space.grid() if spec.is_grid else None
+        self.pending: dict[int, optuna.trial.Trial] = {}
+        self.flagged: set[int] = set()
+        self.next_number = 0
+        self.exhausted = False
+        self.stop_reason: str | None = None
+        self.durations: deque[float] = deque(maxlen=200)
+        self.best: tuple[float, int] | None = None
+        self.best_dirty = False
+        self.token = uuid.uuid4().hex
+        self._workers = (0.0, 1)  # (checked at, live workers)
+
+    # ---- limits -------------------------------------------------------------------------
+
+    @property
+    def cap(self) -> int | None:
+        caps = [
+            c
+            for c in (
+                self.options.max_trials or self.spec.run_cap,
+                len(self.grid) if self.grid is not None else None,
+            )
+            if c is not None
+        ]
+        return min(caps) if caps else None
+
+    def _remaining(self) -> int | None:
+        cap = self.cap
+        return None if cap is None else max(0, cap - self.next_number)
+
+    # ---- main loop ----------------------------------------------------------------------
+
+    def run(self, on_tick: Callable[[], None] | None = None) -> str:
+        """Drive the sweep to its end; returns why it ended."""
+        self._acquire_lock()
+        last_renew = time.monotonic()
+        try:
+            self.queue.set_running()
+            self.next_number = rebuild_study(self)
+            self._publish_best()
+            while True:
+                self.step()
+                if on_tick is not None:
+                    on_tick()
+                if time.monotonic() - last_renew > self.options.lease_ms / 3000:
+                    if not self.queue.renew_lock(self.token, self.options.lease_ms):
+                        raise LostLock(f"sweep {self.queue.sweep_id}: controller lock lost")
+                    last_renew = time.monotonic()
+                if self._done():
+                    return self._finish()
+        finally:
+            self.queue.release_lock(self.token)
+
+    def step(self) -> None:
+        """One round: read results (and the reports that preceded them), tell, top up."""
+        outcomes = self.queue.pop_results(1000, self.options.wait_s if self.pending else 0)
+        if self.prunes:
+            self._prune_decisions(self.queue.pop_reports(10_000))
+        for outcome in outcomes:
+            self.tell(outcome)
+        if outcomes:
+            self._publish_best()
+        self._top_up()
+
+    def _acquire_lock(self) -> None:
+        announced = False
+        while not self.queue.acquire_lock(self.token, self.options.lease_ms):
+            if not announced:
+                log.warning(
+                    "sweep %s: another controller holds it; standing by", self.queue.sweep_id
+                )
+                announced = True
+            time.sleep(min(1.0, self.options.lease_ms / 4000))
+
+    def _done(self) -> bool:
+        if self.pending:
+            return False
+        return self.stop_reason is not None or self.exhausted or self._remaining() == 0
+
+    def _finish(self) -> str:
+        reason = self.stop_reason or ("exhausted" if self.exhausted else "run_cap")
+        if self.grid is not None and self.next_number >= len(self.grid):
+            reason = self.stop_reason or "grid exhausted"
+        self.queue.set_finished(reason)
+        self.queue.rq_queue.empty()
+        return reason
+
+    # ---- asking -------------------------------------------------------------------------
+
+    def _batch_size(self) -> int:
+        if not self.durations:
+            return 1
+        mean = sum(self.durations) / len(self.durations)
+        return max(1, min(self.options.max_batch, int(self.options.target_job_s / max(mean, 1e-6))))
+
+    def _live_workers(self) -> int:
+        checked, count = self._workers
+        if time.monotonic() - checked > 2.0:
+            count = max(1, self.queue.live_workers(within_s=10.0))
+            self._workers = (time.monotonic(), count)
+        return count
+
+    def _top_up(self) -> None:
+        if self.stop_reason is not None or self.exhausted:
+            return
+        batch = self._batch_size()
+        workers = self._live_workers()
+        outstanding = len(self.pending)
+        # Two jobs per worker waiting: nobody starves while the next job is asked for.
+        want = workers * batch * 3 - outstanding
+        if self.spec.parallelism:
+            want = min(want, self.spec.parallelism + workers * batch - outstanding)
+        remaining = self._remaining()
+        if remaining is not None:
+            want = min(want, remaining)
+        if want <= 0 or (want < batch and outstanding >= workers * batch):
+            return
+        tasks = [task for task in (self.ask() for _ in range(want)) if task is not None]
+        if tasks:
+            batches = [tasks[i : i + batch] for i in range(0, len(tasks), batch)]
+            self.queue.enqueue(batches, self.next_number)
+
+    def ask(self) -> TrialTask | None:
+        fixed = self._fixed_params(self.next_number)
+        if fixed is not None:
+            self.study.enqueue_trial(self.space.to_latent(fixed), skip_if_exists=False)
+        try:
+            trial = self.study.ask(self.space.distributions)
+        except RuntimeError as exc:  # e.g. BruteForceSampler: nothing left to try
+            log.info("sampler exhausted: %s", exc)
+            self.exhausted = True
+            return None
+        number = self.next_number
+        self.next_number += 1
+        self.pending[number] = trial
+        return TrialTask(number, self.space.to_params(trial.params))
+
+    def _fixed_params(self, number: int) -> Mapping[str, Any] | None:
+        if self.grid is not None:
+            return self.grid[number]
+        priors = self.spec.priors or []
+        if number < len(priors):
+            return self.space.flatten(priors[number])
+        return None
+
+    # ---- telling ------------------------------------------------------------------------
+
+    def tell(self, outcome: TrialOutcome) -> None:
+        trial = self.pending.pop(outcome.number, None)
+        if trial is None:
+            return  # already told (e.g. before a restart): each trial is told exactly once
+        self.flagged.discard(outcome.number)
+        if outcome.state is TrialState.COMPLETE and outcome.values:
+            self.durations.append(outcome.duration)
+            self._tell(trial, OptunaState.COMPLETE, outcome.values)
+            self.note_best(outcome.number, outcome.values)
+            self._check_target(outcome.values)
+        elif outcome.state is TrialState.PRUNED:
+            self.durations.append(outcome.duration)
+            self._tell(trial, OptunaState.PRUNED, None)
+        else:
+            self._tell(trial, OptunaState.FAIL, None)
+
+    def _tell(self, trial: optuna.trial.Trial, state: OptunaState, values: Any) -> None:
+        try:
+            self.study.tell(trial, values, state=state)
+        except RuntimeError as exc:
+            # Samplers that call study.stop() when exhausted raise here under ask/tell; the
+            # tell itself has been stored by then.
+            log.info("sampler stopped the study: %s", exc)
+            self.exhausted = True
+
+    def _sign(self) -> float:
+        maximize = self.study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        return 1.0 if maximize else -1.0
+
+    def note_best(self, number: int, values: list[float]) -> None:
+        if len(values) != 1:
+            return
+        sign, value = self._sign(), values[0]
+        if self.best is None or sign * value > sign * self.best[0]:
+            self.best = (value, number)
+            self.best_dirty = True
+
+    def _check_target(self, values: list[float]) -> None:
+        metric = self.spec.metric
+        target = metric.target if metric is not None else None
+        if target is None or len(values) != 1 or not math.isfinite(target):
+            return
+        if self._sign() * values[0] >= self._sign() * target:
+            self.stop_reason = f"target {target} reached"
+            self.cancel_queued()
+
+    def cancel_queued(self) -> None:
+        cancelled = self.queue.cancel(sorted(self.pending))
+        if cancelled:
+            records = self.queue.load_records(self.next_number)
+            for number in list(self.pending):
+                if records[number].get("state") == TrialState.CANCELLED.value:
+                    self._tell(self.pending.pop(number), OptunaState.FAIL, None)
+
+    def _publish_best(self) -> None:
+        if self.best is None or not self.best_dirty:
+            return
+        value, number = self.best
+        params = self.queue.trial_params(number)
+        self.queue.set_best({"number": number, "value": value, "params": self.space.nest(params)})
+        self.best_dirty = False
+
+    def _prune_decisions(self, reports: list[Report]) -> None:
+        for report in reports:
+            trial = self.pending.get(report.number)
+            if trial is None:
+                continue
+            trial.report(report.value, report.step)
+            if report.number not in self.flagged and trial.should_prune():
+                self.flagged.add(report.number)
+                self.queue.flag_prune(report.number)

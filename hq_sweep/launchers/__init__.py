@@ -1,0 +1,1 @@
+"""Launchers start warm workers: local processes here; Slurm and HyperQueue in later issues."""

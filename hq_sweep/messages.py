@@ -1,0 +1,156 @@
+"""Wire format: the JSON messages that cross Redis between controller and workers.
+
+Everything hq-sweep stores is JSON (never pickle: a pickle in a shared Redis is code
+execution for anyone who can write to it). Decoding is strict: a malformed message raises
+`MessageError`, which callers quarantine instead of crashing on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class MessageError(ValueError):
+    """A message in hq-sweep's keys that is not what the wire format says."""
+
+
+class TrialState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_STATES
+
+
+FINISHED_STATES = frozenset({TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED})
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON; NaN/inf are refused so a bad value never becomes invalid JSON."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+
+
+def loads_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MessageError(f"{what}: not JSON ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise MessageError(f"{what}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = obj.get(key)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise MessageError(f"{what}.{key}: missing or of the wrong type ({value!r})")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TrialTask:
+    """One trial as the controller hands it to workers (inside an rq job's arguments)."""
+
+    number: int
+    params: dict[str, Any]
+
+    def to_wire(self) -> list[Any]:
+        return [self.number, self.params]
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> TrialTask:
+        if (
+            not isinstance(raw, list)
+            or len(raw) != 2
+            or not isinstance(raw[0], int)
+            or not isinstance(raw[1], dict)
+        ):
+            raise MessageError(f"trial task: expected [number, params], got {raw!r:.80}")
+        return cls(number=raw[0], params=raw[1])
+
+
+@dataclass(frozen=True, slots=True)
+class TrialOutcome:
+    """How one attempt of a trial ended, as a worker records it and the controller reads it."""
+
+    number: int
+    attempt: int
+    state: TrialState
+    values: list[float] | None = None
+    reason: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    duration: float = 0.0
+    worker: str = ""
+
+    def __post_init__(self) -> None:
+        if self.state is TrialState.COMPLETE:
+            if not self.values or not all(math.isfinite(v) for v in self.values):
+                raise ValueError("a complete trial needs finite values")
+
+    def encode(self) -> str:
+        return dumps(
+            {
+                "n": self.number,
+                "a": self.attempt,
+                "s": self.state.value,
+                "v": self.values,
+                "r": self.reason,
+                "d": round(self.duration, 6),
+                "w": self.worker,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> TrialOutcome:
+        obj = loads_object(raw, "trial outcome")
+        try:
+            state = TrialState(obj.get("s"))
+        except ValueError as exc:
+            raise MessageError(f"trial outcome.s: unknown state {obj.get('s')!r}") from exc
+        values = obj.get("v")
+        if values is not None and (
+            not isinstance(values, list) or not all(isinstance(v, int | float) for v in values)
+        ):
+            raise MessageError(f"trial outcome.v: expected a list of numbers, got {values!r:.80}")
+        try:
+            return cls(
+                number=_require(obj, "n", int, "trial outcome"),
+                attempt=_require(obj, "a", int, "trial outcome"),
+                state=state,
+                values=[float(v) for v in values] if values is not None else None,
+                reason=obj.get("r") if isinstance(obj.get("r"), str) else None,
+                duration=float(obj.get("d") or 0.0),
+                worker=str(obj.get("w") or ""),
+            )
+        except ValueError as exc:
+            raise MessageError(f"trial outcome: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """An intermediate value a worker reported; the controller feeds it to the pruner."""
+
+    number: int
+    attempt: int
+    step: int
+    value: float
+
+    def encode(self) -> str:
+        return dumps([self.number, self.attempt, self.step, self.value])
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Report:
+        try:
+            number, attempt, step, value = json.loads(raw)
+            return cls(int(number), int(attempt), int(step), float(value))
+        except (ValueError, TypeError) as exc:
+            raise MessageError(f"report: expected [number, attempt, step, value] ({exc})") from exc

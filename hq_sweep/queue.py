@@ -1,0 +1,304 @@
+"""Transport: the one module that issues Redis commands.
+
+Key schema (every value is JSON or plain text, never pickle):
+
+    hqs:sweeps                  ZSET    sweep id -> created (unix seconds)
+    hqs:s:{id}                  HASH    sweep meta: spec (JSON), spec_hash, state
+                                        (running|finished), created, next (trials allocated),
+                                        best (JSON), finished_reason
+    hqs:s:{id}:t:{n}            HASH    trial record: state, attempt, params (JSON),
+                                        queued_at, worker, started_at, lease, ended_at,
+                                        values (JSON), reason, metrics (JSON), prune
+    hqs:s:{id}:iv:{n}           HASH    step -> intermediate value (exact decimal text)
+    hqs:s:{id}:counts           HASH    trial state -> number of trials in it (kept, not scanned)
+    hqs:s:{id}:results          LIST    TrialOutcome JSON, worker -> controller
+    hqs:s:{id}:reports          LIST    Report JSON, worker -> controller (pruning)
+    hqs:s:{id}:lock             STRING  token of the controller holding the sweep (PX lease)
+    hqs:s:{id}:workers          HASH    worker name -> heartbeat JSON
+    hqs:s:{id}:quarantine       LIST    malformed messages found in our keys, kept for a look
+    rq:queue:hqs-{id}, rq:job:* rq's own keys: transport of trial batches, not truth
+
+State changes that must be atomic are Lua scripts in `lua/` (each documents its keys).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from hq_sweep.messages import MessageError, Report, TrialOutcome, TrialTask, dumps, loads_object
+
+SWEEPS_KEY = "hqs:sweeps"
+RUN_BATCH_FUNC = "hq_sweep.worker.run_trial_batch"
+_SCRIPTS = ("create_sweep", "claim", "finish", "report", "cancel", "lock_renew", "lock_release")
+
+
+def _load_scripts(connection: redis.Redis) -> dict[str, Script]:
+    folder = resources.files("hq_sweep") / "lua"
+    return {
+        name: connection.register_script((folder / f"{name}.lua").read_text()) for name in _SCRIPTS
+    }
+
+
+def _text(raw: bytes | str | None) -> str | None:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A trial a worker now holds: run it, then finish it with the same attempt."""
+
+    task: TrialTask
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """A finished attempt ready to record (the outcome plus record-only fields)."""
+
+    outcome: TrialOutcome
+    ended_at: float
+    metrics_json: str = ""
+
+
+class SweepRegistry:
+    """Sweeps known to a server: creation and listing."""
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.connection = connection
+        self._scripts = _load_scripts(connection)
+
+    def create(self, base_id: str, spec_json: str, spec_hash: str, base_dir: str) -> str:
+        """Register a new sweep under `base_id`, or `base_id-2`, `-3`... if taken."""
+        for suffix in range(1, 10_000):
+            sweep_id = base_id if suffix == 1 else f"{base_id}-{suffix}"
+            keys = [f"hqs:s:{sweep_id}", SWEEPS_KEY]
+            if self._scripts["create_sweep"](
+                keys, [sweep_id, spec_json, spec_hash, time.time(), base_dir]
+            ):
+                return sweep_id
+        raise RuntimeError(f"no free sweep id for {base_id!r}")
+
+    def exists(self, sweep_id: str) -> bool:
+        return bool(self.connection.exists(f"hqs:s:{sweep_id}"))
+
+    def list(self) -> list[str]:
+        return [_text(raw) or "" for raw in self.connection.zrange(SWEEPS_KEY, 0, -1)]
+
+    def latest(self) -> str | None:
+        newest = self.connection.zrange(SWEEPS_KEY, -1, -1)
+        return _text(newest[0]) if newest else None
+
+
+class SweepQueue:
+    """Everything one sweep does with Redis, for controller, workers and readers alike."""
+
+    def __init__(self, connection: redis.Redis, sweep_id: str) -> None:
+        self.connection = connection
+        self.sweep_id = sweep_id
+        self.prefix = f"hqs:s:{sweep_id}"
+        self._scripts = _load_scripts(connection)
+        self.rq_queue = Queue(f"hqs-{sweep_id}", connection=connection, serializer=JSONSerializer)
+
+    def trial_key(self, number: int) -> str:
+        return f"{self.prefix}:t:{number}"
+
+    # ---- sweep meta -------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        raw = self.connection.hgetall(self.prefix)
+        return {_text(k) or "": _text(v) or "" for k, v in raw.items()}
+
+    def state(self) -> str | None:
+        return _text(self.connection.hget(self.prefix, "state"))
+
+    def set_finished(self, reason: str) -> None:
+        self.connection.hset(self.prefix, mapping={"state": "finished", "finished_reason": reason})
+
+    def set_running(self) -> None:
+        self.connection.hset(self.prefix, "state", "running")
+
+    def set_best(self, best: dict[str, Any] | list[dict[str, Any]]) -> None:
+        self.connection.hset(self.prefix, "best", dumps(best))
+
+    def counts(self) -> dict[str, int]:
+        raw = self.connection.hgetall(f"{self.prefix}:counts")
+        return {_text(k) or "": int(v) for k, v in raw.items()}
+
+    # ---- controller lock ----------------------------------------------------------------
+
+    def acquire_lock(self, token: str, lease_ms: int) -> bool:
+        return bool(self.connection.set(f"{self.prefix}:lock", token, nx=True, px=lease_ms))
+
+    def renew_lock(self, token: str, lease_ms: int) -> bool:
+        return bool(self._scripts["lock_renew"]([f"{self.prefix}:lock"], [token, lease_ms]))
+
+    def release_lock(self, token: str) -> None:
+        self._scripts["lock_release"]([f"{self.prefix}:lock"], [token])
+
+    # ---- controller: enqueue, read back, cancel -----------------------------------------
+
+    def enqueue(self, batches: Sequence[Sequence[TrialTask]], next_number: int) -> None:
+        """Write the trial records and hand them to workers as rq jobs, in one transaction."""
+        now = time.time()
+        pipe = self.connection.pipeline(transaction=True)
+        total = 0
+        for batch in batches:
+            for task in batch:
+                pipe.hset(
+                    self.trial_key(task.number),
+                    mapping={
+                        "state": "queued",
+                        "attempt": 0,
+                        "params": dumps(task.params),
+                        "queued_at": now,
+                    },
+                )
+                total += 1
+        pipe.hincrby(f"{self.prefix}:counts", "queued", total)
+        pipe.hset(self.prefix, "next", next_number)
+        jobs = [
+            Queue.prepare_data(
+                RUN_BATCH_FUNC,
+                args=[self.sweep_id, [task.to_wire() for task in batch]],
+                result_ttl=0,
+                failure_ttl=3600,
+                timeout=-1,
+            )
+            for batch in batches
+        ]
+        self.rq_queue.enqueue_many(jobs, pipeline=pipe)
+        pipe.execute()
+
+    def load_records(self, upto: int, chunk: int = 1000) -> list[dict[str, str]]:
+        """All trial records 0..upto-1 (for a restarting controller, status and export)."""
+        records: list[dict[str, str]] = []
+        for start in range(0, upto, chunk):
+            pipe = self.connection.pipeline(transaction=False)
+            for number in range(start, min(upto, start + chunk)):
+                pipe.hgetall(self.trial_key(number))
+            for raw in pipe.execute():
+                records.append({_text(k) or "": _text(v) or "" for k, v in raw.items()})
+        return records
+
+    def trial_params(self, number: int) -> dict[str, Any]:
+        raw = self.connection.hget(self.trial_key(number), "params")
+        return loads_object(raw, f"trial {number} params") if raw else {}
+
+    def intermediate_values(self, numbers: Iterable[int]) -> dict[int, dict[int, float]]:
+        numbers = list(numbers)
+        pipe = self.connection.pipeline(transaction=False)
+        for number in numbers:
+            pipe.hgetall(f"{self.prefix}:iv:{number}")
+        return {
+            number: {int(step): float(value) for step, value in raw.items()}
+            for number, raw in zip(numbers, pipe.execute(), strict=True)
+        }
+
+    def pop_results(self, limit: int, block_s: float) -> list[TrialOutcome]:
+        return [
+            outcome
+            for raw in self._pop(f"{self.prefix}:results", limit, block_s)
+            if (outcome := self._decode(raw, TrialOutcome.decode)) is not None
+        ]
+
+    def pop_reports(self, limit: int) -> list[Report]:
+        return [
+            report
+            for raw in self._pop(f"{self.prefix}:reports", limit, 0)
+            if (report := self._decode(raw, Report.decode)) is not None
+        ]
+
+    def _pop(self, key: str, limit: int, block_s: float) -> list[bytes]:
+        items = self.connection.lpop(key, limit)
+        if items or block_s <= 0:
+            return list(items or [])
+        blocked = self.connection.blpop([key], timeout=block_s)
+        return [blocked[1]] if blocked else []
+
+    def _decode(self, raw: bytes, decode: Any) -> Any:
+        try:
+            return decode(raw)
+        except MessageError as exc:
+            # Garbage in our keys is kept for inspection, never a crash.
+            self.connection.rpush(
+                f"{self.prefix}:quarantine",
+                dumps({"error": str(exc), "raw": raw.decode(errors="replace")[:1000]}),
+            )
+            return None
+
+    def flag_prune(self, number: int) -> None:
+        self.connection.hset(self.trial_key(number), "prune", "1")
+
+    def cancel(self, numbers: Sequence[int]) -> int:
+        if not numbers:
+            return 0
+        keys = [f"{self.prefix}:counts", *(self.trial_key(n) for n in numbers)]
+        return int(self._scripts["cancel"](keys, []))
+
+    def quarantined(self) -> int:
+        return int(self.connection.llen(f"{self.prefix}:quarantine"))
+
+    # ---- workers ------------------------------------------------------------------------
+
+    def claim(self, tasks: Sequence[TrialTask], worker: str, lease_s: float) -> list[Claim]:
+        now = time.time()
+        keys = [f"{self.prefix}:counts", *(self.trial_key(t.number) for t in tasks)]
+        flat = self._scripts["claim"](keys, [worker, now, now + lease_s])
+        return [Claim(tasks[int(pos) - 1], int(att)) for pos, att in zip(flat[::2], flat[1::2])]
+
+    def finish(self, finishes: Sequence[Finish]) -> list[bool]:
+        if not finishes:
+            return []
+        keys = [f"{self.prefix}:counts", f"{self.prefix}:results"]
+        args: list[Any] = []
+        for item in finishes:
+            out = item.outcome
+            keys.append(self.trial_key(out.number))
+            values = dumps(out.values) if out.values is not None else ""
+            args += [
+                out.attempt,
+                out.state.value,
+                item.ended_at,
+                values,
+                out.reason or "",
+                item.metrics_json,
+                out.encode(),
+            ]
+        return [bool(flag) for flag in self._scripts["finish"](keys, args)]
+
+    def report(self, report: Report) -> int:
+        keys = [
+            self.trial_key(report.number),
+            f"{self.prefix}:iv:{report.number}",
+            f"{self.prefix}:reports",
+        ]
+        args = [report.attempt, report.step, repr(report.value), report.encode()]
+        return int(self._scripts["report"](keys, args))
+
+    def heartbeat(self, worker: str, info: dict[str, Any]) -> None:
+        self.connection.hset(f"{self.prefix}:workers", worker, dumps({**info, "seen": time.time()}))
+
+    def forget_worker(self, worker: str) -> None:
+        self.connection.hdel(f"{self.prefix}:workers", worker)
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for name, raw in self.connection.hgetall(f"{self.prefix}:workers").items():
+            try:
+                found[_text(name) or ""] = loads_object(raw, "worker heartbeat")
+            except MessageError:
+                continue
+        return found
+
+    def live_workers(self, within_s: float) -> int:
+        cutoff = time.time() - within_s
+        return sum(1 for info in self.workers().values() if float(info.get("seen", 0)) >= cutoff)

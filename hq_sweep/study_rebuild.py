@@ -1,0 +1,90 @@
+"""Rebuild a controller's in-memory Optuna study from the trial records in Redis.
+
+Finished trials are added as they ended; queued and running ones are asked again with
+their stored parameters fixed, so the new controller can tell them when they finish.
+Results already told before a restart are recognised by the record's state, so nothing
+is told twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import TrialState as OptunaState
+
+from hq_sweep.messages import FINISHED_STATES, TrialState
+
+if TYPE_CHECKING:
+    from hq_sweep.controller import Controller
+
+log = logging.getLogger("hq_sweep.controller")
+
+_OPTUNA_STATE = {
+    TrialState.COMPLETE: OptunaState.COMPLETE,
+    TrialState.PRUNED: OptunaState.PRUNED,
+    TrialState.FAILED: OptunaState.FAIL,
+}
+
+
+def _state(record: dict[str, str]) -> TrialState | None:
+    try:
+        return TrialState(record.get("state", ""))
+    except ValueError:
+        return None
+
+
+def _finished_trial(
+    controller: Controller,
+    latent: dict[str, Any],
+    state: TrialState,
+    record: dict[str, str],
+    intermediate: dict[int, float],
+) -> optuna.trial.FrozenTrial:
+    values = json.loads(record["values"]) if state is TrialState.COMPLETE else None
+    distributions = {k: controller.space.distributions[k] for k in latent}
+    return optuna.trial.create_trial(
+        params=latent,
+        distributions=distributions,
+        values=values,
+        state=_OPTUNA_STATE[state],
+        intermediate_values=intermediate,
+    )
+
+
+def rebuild_study(controller: Controller) -> int:
+    """Load every trial record into `controller`; returns the next trial number."""
+    queue, space = controller.queue, controller.space
+    upto = int(queue.meta().get("next") or 0)
+    records = queue.load_records(upto)
+    finished = [n for n, r in enumerate(records) if _state(r) in FINISHED_STATES]
+    intermediate = queue.intermediate_values(finished) if controller.prunes else {}
+    for number, record in enumerate(records):
+        state = _state(record)
+        try:
+            params = json.loads(record["params"])
+            latent = {k: v for k, v in space.to_latent(params).items() if k in space.distributions}
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("trial %d: unreadable record skipped (%s)", number, exc)
+            continue
+        if state in FINISHED_STATES:
+            assert state is not None
+            frozen = _finished_trial(
+                controller, latent, state, record, intermediate.get(number, {})
+            )
+            controller.study.add_trial(frozen)
+            if state is TrialState.COMPLETE:
+                controller.note_best(number, frozen.values)
+        elif state in (TrialState.QUEUED, TrialState.RUNNING):
+            controller.study.enqueue_trial(latent, skip_if_exists=False)
+            controller.pending[number] = controller.study.ask(space.distributions)
+    if upto:
+        log.info(
+            "sweep %s: rebuilt %d trials (%d pending)",
+            queue.sweep_id,
+            upto,
+            len(controller.pending),
+        )
+    return upto

@@ -1,0 +1,129 @@
+"""The trial object a user's objective receives, and the context its setup() receives."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from optuna import TrialPruned
+
+from hq_sweep.env import JobEnvironment
+
+
+class UndeclaredParameter(KeyError):
+    """The objective asked for a parameter the sweep file does not declare."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class AttemptSuperseded(Exception):
+    """This attempt no longer owns its trial (its lease expired and it was handed on)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerContext:
+    """What `setup(ctx)` learns about where it runs."""
+
+    worker_name: str
+    sweep: str
+    spec: Any
+    job: JobEnvironment
+
+    @property
+    def rank(self) -> int:
+        return self.job.rank
+
+    @property
+    def local_rank(self) -> int:
+        return self.job.local_rank
+
+    @property
+    def node(self) -> str:
+        return self.job.node
+
+    @property
+    def gpu(self) -> str | None:
+        return self.job.gpu
+
+
+# report(step, value) -> -1 stale attempt, 0 go on, 1 prune
+Reporter = Callable[[int, float], int]
+
+
+class Trial:
+    """One attempt of one trial, as `objective(trial, state)` sees it.
+
+    `params` is nested as in the sweep file, `flat_params` uses dotted names. The
+    `suggest_*` methods exist so Optuna objectives port with few changes: they return the
+    value the controller assigned to that declared parameter.
+    """
+
+    def __init__(
+        self,
+        number: int,
+        attempt: int,
+        flat_params: Mapping[str, Any],
+        params: Mapping[str, Any],
+        reporter: Reporter,
+    ) -> None:
+        self.number = number
+        self.attempt = attempt
+        self.flat_params = dict(flat_params)
+        self.params = dict(params)
+        self.user_attrs: dict[str, Any] = {}
+        self.last_step: int | None = None
+        self.last_value: float | None = None
+        self._reporter = reporter
+        self._prune = False
+
+    def report(self, value: float, step: int) -> None:
+        """Record an intermediate value; raise `optuna.TrialPruned` if told to stop."""
+        value = float(value)
+        step = int(step)
+        if math.isfinite(value):
+            verdict = self._reporter(step, value)
+            if verdict < 0:
+                raise AttemptSuperseded(f"trial {self.number} attempt {self.attempt} superseded")
+            self._prune = verdict == 1
+        self.last_step, self.last_value = step, value
+        if self._prune:
+            raise TrialPruned(f"pruned at step {step}")
+
+    def should_prune(self) -> bool:
+        """The controller's latest decision, as learnt with the last report."""
+        return self._prune
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.user_attrs[key] = value
+
+    def _lookup(self, name: str) -> Any:
+        if name in self.flat_params:
+            return self.flat_params[name]
+        matches = [key for key in self.flat_params if key.rsplit(".", 1)[-1] == name]
+        if len(matches) == 1:
+            return self.flat_params[matches[0]]
+        declared = ", ".join(sorted(self.flat_params)) or "none"
+        raise UndeclaredParameter(
+            f"parameter {name!r} is not declared in the sweep file (declared: {declared})"
+        )
+
+    def suggest_float(self, name: str, low: float = 0.0, high: float = 0.0, **_: Any) -> float:
+        return float(self._lookup(name))
+
+    def suggest_int(self, name: str, low: int = 0, high: int = 0, **_: Any) -> int:
+        value = self._lookup(name)
+        if isinstance(value, float) and not value.is_integer():
+            raise TypeError(f"parameter {name!r} is {value!r}, not an integer")
+        return int(value)
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any] = ()) -> Any:
+        return self._lookup(name)
+
+    def suggest_uniform(self, name: str, low: float, high: float) -> float:
+        return self.suggest_float(name, low, high)
+
+    def suggest_loguniform(self, name: str, low: float, high: float) -> float:
+        return self.suggest_float(name, low, high)

@@ -1,0 +1,113 @@
+"""Loading the user's code (`setup`/`objective`) and turning what it returns into values."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hq_sweep.errors import HqSweepError
+
+Objective = Callable[[Any, Any], Any]
+Setup = Callable[[Any], Any]
+
+
+class UserCodeError(HqSweepError):
+    """The user's module cannot be loaded or lacks what the sweep file names."""
+
+
+class InvalidResult(ValueError):
+    """The objective returned something that is not a finite value for every objective."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserCode:
+    setup: Setup | None
+    objective: Objective
+
+
+def _import_path(path: Path) -> Any:
+    name = f"hq_sweep_user_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UserCodeError(f"worker: cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    # Its own folder first, so the user's sibling modules import as they would from a script.
+    sys.path.insert(0, str(path.parent))
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def import_module(module: str, base_dirs: Sequence[Path]) -> Any:
+    """Import `module`: a .py path (relative to each of `base_dirs` in turn) or a dotted name."""
+    try:
+        if module.endswith(".py") or "/" in module:
+            for base in base_dirs:
+                candidate = (base / module).resolve()
+                if candidate.is_file():
+                    return _import_path(candidate)
+            tried = ", ".join(str(base / module) for base in base_dirs)
+            raise UserCodeError(f"worker: file {module!r} not found (tried {tried})")
+        for base in base_dirs:
+            if str(base) not in sys.path:
+                sys.path.append(str(base))
+        return importlib.import_module(module)
+    except UserCodeError:
+        raise
+    except Exception as exc:  # the user's import-time code may raise anything
+        raise UserCodeError(f"worker: importing {module!r} failed: {exc!r}") from exc
+
+
+def load_user_code(module: str, setup: str, objective: str, base_dirs: Sequence[Path]) -> UserCode:
+    loaded = import_module(module, base_dirs)
+    found = getattr(loaded, objective, None)
+    if not callable(found):
+        raise UserCodeError(f"worker: {module!r} has no callable {objective!r}")
+    setup_fn = getattr(loaded, setup, None)
+    if setup_fn is not None and not callable(setup_fn):
+        raise UserCodeError(f"worker: {module}.{setup} is not callable")
+    return UserCode(setup=setup_fn, objective=found)
+
+
+def _finite(value: Any, what: str) -> float:
+    if isinstance(value, bool):
+        raise InvalidResult(f"{what} is a bool, not a number")
+    if not isinstance(value, int | float):
+        # numpy scalars and 0-d tensors convert through float()
+        try:
+            value = float(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidResult(f"{what} is {type(value).__name__}, not a number") from exc
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidResult(f"{what} is {number}")
+    return number
+
+
+def normalize_result(
+    result: Any, metric_names: Sequence[str]
+) -> tuple[list[float], dict[str, Any]]:
+    """(values, metrics) from a float, a dict of metrics, or a sequence (multi-objective)."""
+    expected = max(1, len(metric_names))
+    if isinstance(result, Mapping):
+        if not metric_names:
+            raise InvalidResult("objective returned a dict but the sweep names no metric")
+        missing = [name for name in metric_names if name not in result]
+        if missing:
+            raise InvalidResult(f"objective's dict lacks the sweep metric {missing[0]!r}")
+        values = [_finite(result[name], f"metric {name!r}") for name in metric_names]
+        metrics = {k: v for k, v in result.items() if isinstance(v, int | float | str | bool)}
+        return values, metrics
+    if isinstance(result, Sequence) and not isinstance(result, str):
+        values = [_finite(v, f"value {i}") for i, v in enumerate(result)]
+    else:
+        values = [_finite(result, "objective's return value")]
+    if len(values) != expected:
+        raise InvalidResult(f"objective returned {len(values)} values, the sweep has {expected}")
+    return values, {}

@@ -1,0 +1,100 @@
+"""`hq-sweep worker`: one warm worker process, from connecting to Redis to leaving cleanly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from hq_sweep.env import JobEnvironment
+from hq_sweep.errors import HqSweepError
+from hq_sweep.queue import SweepQueue, SweepRegistry
+from hq_sweep.space import build_space
+from hq_sweep.spec import SweepSpec, parse_spec
+from hq_sweep.trial import WorkerContext
+from hq_sweep.usercode import Objective, UserCode, load_user_code
+from hq_sweep.worker import Heartbeat, TrialRunner, WarmWorker, WorkerOptions
+
+log = logging.getLogger("hq_sweep.worker")
+
+
+class WorkerStartError(HqSweepError):
+    """The worker cannot start: no sweep, or the user's code does not load."""
+
+
+def wait_for_sweep(connection: redis.Redis, sweep_id: str | None, timeout_s: float) -> str:
+    """The sweep to serve: the one named, else the newest running one (waiting for it)."""
+    registry = SweepRegistry(connection)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if sweep_id is not None and registry.exists(sweep_id):
+            return sweep_id
+        if sweep_id is None:
+            running = [
+                s
+                for s in reversed(registry.list())
+                if SweepQueue(connection, s).state() == "running"
+            ]
+            if running:
+                return running[0]
+        if time.monotonic() >= deadline:
+            what = f"sweep {sweep_id!r}" if sweep_id else "a running sweep"
+            raise WorkerStartError(f"no {what} on the server after {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def load_objective(spec: SweepSpec, meta: dict[str, str]) -> UserCode:
+    """The user's setup/objective, or a command-mode objective for `program:` sweeps."""
+    base_dirs = [Path(meta.get("base_dir") or "."), Path.cwd()]
+    if spec.worker is not None:
+        entry = spec.worker
+        return load_user_code(entry.module, entry.setup, entry.objective, base_dirs)
+    if spec.program is None:
+        raise WorkerStartError("the sweep names neither `worker:` nor `program:`")
+    from hq_sweep.command import CommandObjective
+
+    command_objective: Objective = CommandObjective(
+        program=spec.program,
+        command=spec.command,
+        metric_names=[m.name for m in spec.objectives()],
+        workdir=base_dirs[0],
+        timeout=spec.trial_timeout,
+    )
+    return UserCode(setup=None, objective=command_objective)
+
+
+def run_worker(
+    connection: redis.Redis, sweep_id: str | None, options: WorkerOptions, wait_s: float = 60.0
+) -> int:
+    """Serve one sweep until it ends; returns the process exit code."""
+    sweep_id = wait_for_sweep(connection, sweep_id, wait_s)
+    queue = SweepQueue(connection, sweep_id)
+    meta = queue.meta()
+    spec = parse_spec(json.loads(meta["spec"]), source=f"sweep {sweep_id}")
+    code = load_objective(spec, meta)
+    job = JobEnvironment.from_env()
+    name = job.worker_name()
+    state: Any = None
+    if code.setup is not None:
+        started = time.perf_counter()
+        state = code.setup(WorkerContext(worker_name=name, sweep=sweep_id, spec=spec, job=job))
+        log.info("%s: setup() took %.2f s", name, time.perf_counter() - started)
+    space = build_space(spec)
+    runner = TrialRunner(
+        queue, name, code.objective, state, space.nest, [m.name for m in spec.objectives()], options
+    )
+    info = {"node": job.node, "gpu": job.gpu, "rank": job.rank, "pid": os.getpid()}
+    heartbeat = Heartbeat(queue, name, info, options.heartbeat_s)
+    heartbeat.start()
+    try:
+        WarmWorker(queue.rq_queue, runner, name).work(logging_level="WARNING")
+    finally:
+        heartbeat.stop()
+        queue.forget_worker(name)
+    log.info("%s: %d trials run; sweep %s is %s", name, runner.trials_run, sweep_id, queue.state())
+    return 0

@@ -1,0 +1,77 @@
+"""No-op throughput: `hq-sweep run` with 2 workers vs Optuna in memory, side by side.
+
+Usage: python scripts/bench_noop.py [--trials 5000] [--workers 2] [--repeats 3]
+Prints per-repeat figures and medians. Trials/s counts from the first trial's start to the
+last trial's end (what the workers and controller sustain), and wall time of the whole
+command (server start, imports and setup included) is shown beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def hq_run(trials: int, workers: int, state_dir: Path) -> tuple[float, float]:
+    env = {**os.environ, "HQ_SWEEP_STATE_DIR": str(state_dir)}
+    env.pop("HQ_SWEEP_REDIS_URL", None)
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "hq_sweep", "run", str(ROOT / "examples" / "noop.yaml"),
+         "--workers", str(workers), "--trials", str(trials), "--json"],
+        env=env, check=True, capture_output=True, text=True,
+    )
+    wall = time.perf_counter() - started
+    sweep = json.loads(out.stdout)["sweep"]
+    rows = json.loads(subprocess.run(
+        [sys.executable, "-m", "hq_sweep", "export", "--format", "json", "--sweep", sweep],
+        env=env, check=True, capture_output=True, text=True).stdout)
+    first = min(r["started_at"] for r in rows)
+    last = max(r["ended_at"] for r in rows)
+    return len(rows) / (last - first), wall
+
+
+def optuna_in_memory(trials: int) -> float:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    started = time.perf_counter()
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_int("n", 0, 9), trials)
+    return trials / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    hq_rates, walls, optuna_rates = [], [], []
+    for repeat in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            rate, wall = hq_run(args.trials, args.workers, Path(tmp))
+            subprocess.run([sys.executable, "-m", "hq_sweep", "server", "stop"],
+                           env={**os.environ, "HQ_SWEEP_STATE_DIR": tmp}, capture_output=True)
+        hq_rates.append(rate)
+        walls.append(wall)
+        optuna_rates.append(optuna_in_memory(args.trials))
+        print(f"repeat {repeat + 1}: hq-sweep {rate:,.0f} trials/s (wall {wall:.1f} s), "
+              f"optuna in-memory {optuna_rates[-1]:,.0f} trials/s", flush=True)
+    hq_median, opt_median = statistics.median(hq_rates), statistics.median(optuna_rates)
+    print(f"median: hq-sweep {hq_median:,.0f} trials/s with {args.workers} workers "
+          f"(wall {statistics.median(walls):.1f} s for {args.trials} trials); "
+          f"optuna in-memory {opt_median:,.0f} trials/s; ratio {hq_median / opt_median:.2f}")
+
+
+if __name__ == "__main__":
+    main()

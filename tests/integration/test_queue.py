@@ -1,0 +1,91 @@
+"""The queue's Lua scripts against a real server: claims, fencing, counts, quarantine."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from hq_sweep.connection import connect
+from hq_sweep.messages import Report, TrialOutcome, TrialState, TrialTask
+from hq_sweep.queue import Finish, SweepQueue, SweepRegistry
+
+pytestmark = pytest.mark.integration
+
+
+def _queue(redis_url: str, n: int = 3) -> tuple[SweepQueue, list[TrialTask]]:
+    connection = connect(redis_url)
+    sweep = SweepRegistry(connection).create("q", "{}", "h", "/tmp")
+    queue = SweepQueue(connection, sweep)
+    tasks = [TrialTask(i, {"x": i}) for i in range(n)]
+    queue.enqueue([tasks], next_number=n)
+    return queue, tasks
+
+
+def _finish(number: int, attempt: int, value: float = 1.0) -> Finish:
+    outcome = TrialOutcome(number, attempt, TrialState.COMPLETE, [value], worker="w")
+    return Finish(outcome, ended_at=time.time())
+
+
+def test_sweep_ids_are_unique(redis_url: str) -> None:
+    registry = SweepRegistry(connect(redis_url))
+    assert [registry.create("s", "{}", "h", "/") for _ in range(3)] == ["s", "s-2", "s-3"]
+    assert registry.latest() == "s-3" and registry.list() == ["s", "s-2", "s-3"]
+
+
+def test_claim_finish_and_counts(redis_url: str) -> None:
+    queue, tasks = _queue(redis_url)
+    assert queue.counts() == {"queued": 3}
+    claims = queue.claim(tasks, "w", lease_s=30)
+    assert [(c.task.number, c.attempt) for c in claims] == [(0, 1), (1, 1), (2, 1)]
+    assert queue.claim(tasks, "other", lease_s=30) == []  # nobody takes a running trial
+    assert queue.finish([_finish(0, 1), _finish(1, 1)]) == [True, True]
+    assert queue.counts() == {"queued": 0, "running": 1, "complete": 2}
+    assert [o.number for o in queue.pop_results(10, 0)] == [0, 1]
+
+
+def test_stale_and_repeated_results_are_fenced_off(redis_url: str) -> None:
+    queue, tasks = _queue(redis_url, 1)
+    queue.claim(tasks, "w", lease_s=30)
+    assert queue.finish([_finish(0, 2)]) == [False]  # an attempt that never was
+    assert queue.finish([_finish(0, 1)]) == [True]
+    assert queue.finish([_finish(0, 1)]) == [False]  # told once only
+    assert len(queue.pop_results(10, 0)) == 1
+    assert queue.counts()["complete"] == 1
+
+
+def test_report_records_value_and_returns_prune_decision(redis_url: str) -> None:
+    queue, tasks = _queue(redis_url, 1)
+    queue.claim(tasks, "w", lease_s=30)
+    assert queue.report(Report(0, 1, 0, 0.9583333333333334)) == 0
+    queue.flag_prune(0)
+    assert queue.report(Report(0, 1, 1, 0.5)) == 1
+    assert queue.report(Report(0, 7, 2, 0.5)) == -1  # stale attempt
+    assert queue.intermediate_values([0]) == {0: {0: 0.9583333333333334, 1: 0.5}}
+    assert [r.step for r in queue.pop_reports(10)] == [0, 1]
+
+
+def test_cancel_only_touches_queued_trials(redis_url: str) -> None:
+    queue, tasks = _queue(redis_url, 3)
+    queue.claim(tasks[:1], "w", lease_s=30)
+    assert queue.cancel([0, 1, 2]) == 2
+    assert queue.counts() == {"queued": 0, "running": 1, "cancelled": 2}
+    assert queue.claim(tasks, "w", lease_s=30) == []
+
+
+def test_garbage_in_results_is_quarantined(redis_url: str) -> None:
+    queue, _ = _queue(redis_url, 1)
+    queue.connection.rpush(f"{queue.prefix}:results", b"\x80garbage", b'{"n": 1}')
+    assert queue.pop_results(10, 0) == []
+    assert queue.quarantined() == 2
+
+
+def test_controller_lock_is_exclusive_and_renewable(redis_url: str) -> None:
+    queue, _ = _queue(redis_url, 1)
+    assert queue.acquire_lock("a", 5000)
+    assert not queue.acquire_lock("b", 5000)
+    assert queue.renew_lock("a", 5000) and not queue.renew_lock("b", 5000)
+    queue.release_lock("b")  # not the holder: no effect
+    assert not queue.acquire_lock("b", 5000)
+    queue.release_lock("a")
+    assert queue.acquire_lock("b", 5000)

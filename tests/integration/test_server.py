@@ -1,0 +1,273 @@
+"""hq_sweep.server and `hq-sweep server ...` against real valkey-server processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from typer.testing import CliRunner
+
+from hq_sweep.cli_server import server_app
+from hq_sweep.connection import (
+    connect,
+    connection_file_path,
+    pid_alive,
+    read_connection_file,
+    resolve_redis_url,
+)
+from hq_sweep.server import (
+    CONF_NAME,
+    LOG_NAME,
+    EmbeddedServer,
+    ServerAlreadyRunningError,
+    ServerInfo,
+    ServerStartError,
+    find_server_binary,
+    server_alive,
+    start_server,
+    stop_server,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[EmbeddedServer]:
+    with EmbeddedServer(tmp_path / "embedded") as server:
+        yield server
+
+
+@pytest.fixture
+def detached(tmp_path: Path) -> Iterator[ServerInfo]:
+    info = start_server(tmp_path / "detached")
+    try:
+        yield info
+    finally:
+        stop_server(info)
+
+
+def _raw_command(port: int, line: bytes) -> bytes:
+    """Send one inline command on a fresh socket: no client library, no HELLO, no AUTH."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(line + b"\r\n")
+        return sock.recv(4096)
+
+
+def test_binary_is_found() -> None:
+    binary = find_server_binary()
+    assert binary.is_file()
+    assert os.access(binary, os.X_OK)
+
+
+def test_password_is_required(embedded: EmbeddedServer) -> None:
+    assert _raw_command(embedded.port, b"PING").startswith(b"-NOAUTH")
+    assert _raw_command(embedded.port, b"AUTH wrong-password").startswith(b"-WRONGPASS")
+    assert connect(embedded.url).ping()
+
+
+def test_password_stays_out_of_ps_environ_and_log(embedded: EmbeddedServer) -> None:
+    secret = embedded.password.encode()
+    proc = Path(f"/proc/{embedded.pid}")
+    assert secret not in (proc / "cmdline").read_bytes()
+    assert secret not in (proc / "environ").read_bytes()
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, check=True).stdout
+    assert secret not in listing
+    connect(embedded.url).set("k", "v")
+    embedded.restart()
+    assert secret not in (embedded.info.state_dir / LOG_NAME).read_bytes()
+
+
+def test_secret_files_are_private(embedded: EmbeddedServer) -> None:
+    state_dir = embedded.info.state_dir
+    conf = (state_dir / CONF_NAME).read_text()
+    assert f'requirepass "{embedded.password}"' in conf
+    assert "appendonly yes" in conf and "appendfsync everysec" in conf
+    for path in (state_dir / CONF_NAME, connection_file_path(state_dir)):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_connection_file(state_dir) == embedded.info
+
+
+def test_aof_survives_restart(embedded: EmbeddedServer) -> None:
+    client = connect(embedded.url)
+    client.set("kept", b"across restarts")
+    client.rpush("queue", b"a", b"b")
+    client.close()
+    first = (embedded.pid, embedded.port, embedded.password)
+    embedded.restart()
+    assert embedded.pid != first[0]
+    assert (embedded.port, embedded.password) == first[1:]
+    client = connect(embedded.url)
+    assert client.get("kept") == b"across restarts"
+    assert client.lrange("queue", 0, -1) == [b"a", b"b"]
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    client.close()
+
+
+def test_stop_kills_process_and_exit_cleans_up(tmp_path: Path) -> None:
+    with EmbeddedServer() as server:
+        pid, directory = server.pid, server.info.state_dir
+        server.stop()
+        assert not pid_alive(pid)
+        assert not server.running
+        server.start()  # startable again, same port
+        pid = server.pid
+        assert server_alive(server.info)
+    assert not pid_alive(pid)
+    assert not directory.exists()  # the temporary directory it created is gone
+
+
+def test_kill_then_start_again(embedded: EmbeddedServer) -> None:
+    pid = embedded.pid
+    embedded.kill()
+    assert not pid_alive(pid)
+    embedded.start()
+    assert connect(embedded.url).ping()
+
+
+def test_redis_url_fixture_gives_empty_keyspace(redis_url: str) -> None:
+    client = connect(redis_url)
+    assert client.dbsize() == 0
+    client.set("leftover", 1)  # the next test's FLUSHALL removes it
+    client.close()
+
+
+def test_detached_server_and_connection_file(
+    detached: ServerInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert server_alive(detached)
+    monkeypatch.setenv("HQ_SWEEP_STATE_DIR", str(detached.state_dir))
+    assert resolve_redis_url() == detached.url
+    assert read_connection_file(detached.state_dir) == detached
+    with pytest.raises(ServerAlreadyRunningError, match="already running"):
+        start_server(detached.state_dir)
+    assert server_alive(detached)
+
+
+def test_stop_removes_connection_file(detached: ServerInfo) -> None:
+    stop_server(detached)
+    assert not pid_alive(detached.pid)
+    assert read_connection_file(detached.state_dir) is None
+    stop_server(detached)  # stopping again is harmless
+
+
+def test_stale_connection_file_is_replaced(detached: ServerInfo) -> None:
+    os.kill(detached.pid, signal.SIGKILL)
+    fresh = start_server(detached.state_dir)
+    try:
+        assert fresh.pid != detached.pid
+        assert server_alive(fresh)
+        assert read_connection_file(detached.state_dir) == fresh
+    finally:
+        stop_server(fresh)
+
+
+def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ServerStartError, match="Address already in use") as caught:
+            start_server(tmp_path / "busy", port=port)
+    assert "\n" not in str(caught.value)
+    assert read_connection_file(tmp_path / "busy") is None
+
+
+@pytest.mark.timeout(60)
+def test_stop_escalates_to_signals_when_server_hangs(detached: ServerInfo) -> None:
+    os.kill(detached.pid, signal.SIGSTOP)  # answers nothing, not even SHUTDOWN
+    try:
+        stop_server(detached, timeout=3)
+    finally:
+        if pid_alive(detached.pid):
+            os.kill(detached.pid, signal.SIGKILL)
+    assert not pid_alive(detached.pid)
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(server_app, list(args))
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_cli_lifecycle(tmp_path: Path) -> None:
+    state = ["--state-dir", str(tmp_path / "cli")]
+    code, _, err = _cli("start", *state)
+    assert code == 0 and "redis://:***@127.0.0.1:" in err
+    info = read_connection_file(tmp_path / "cli")
+    assert info is not None and server_alive(info)
+    try:
+        assert info.password not in err
+        code, _, err = _cli("start", *state)
+        assert code == 1 and "already running" in err and "hq-sweep server stop" in err
+        code, out, _ = _cli("status", "--json", *state)
+        record = json.loads(out)
+        assert code == 0 and record["running"] and record["pid"] == info.pid
+        assert record["url"] == info.redacted_url and info.password not in out
+        code, out, err = _cli("status", *state)
+        assert code == 0 and info.password not in out + err and str(info.pid) in err
+        assert _cli("url", *state)[:2] == (0, info.url + "\n")
+        assert _cli("url", "--redacted", *state)[:2] == (0, info.redacted_url + "\n")
+        code, _, err = _cli("stop", *state)
+        assert code == 0 and "stopped" in err and not pid_alive(info.pid)
+    finally:
+        stop_server(info)
+    assert _cli("stop", *state)[0] == 1
+    code, out, _ = _cli("status", "--json", *state)
+    assert code == 1 and json.loads(out)["running"] is False
+    code, _, err = _cli("url", *state)
+    assert code == 1 and "hq-sweep server start" in err
+
+
+def test_cli_start_replaces_dead_server(tmp_path: Path) -> None:
+    state = ["--state-dir", str(tmp_path / "cli")]
+    assert _cli("start", *state)[0] == 0
+    dead = read_connection_file(tmp_path / "cli")
+    assert dead is not None
+    os.kill(dead.pid, signal.SIGKILL)
+    assert _cli("start", *state)[0] == 0
+    fresh = read_connection_file(tmp_path / "cli")
+    assert fresh is not None and fresh.pid != dead.pid
+    assert _cli("stop", *state)[0] == 0
+
+
+@pytest.mark.timeout(60)
+def test_detached_server_outlives_the_cli_process(tmp_path: Path) -> None:
+    """A real `start` in a child process returns promptly and leaves the server running."""
+    state = ["--state-dir", str(tmp_path / "sub")]
+    launcher = "from hq_sweep.cli_server import server_app; server_app()"
+    started = subprocess.run(
+        [sys.executable, "-c", launcher, "start", *state], capture_output=True, timeout=30
+    )
+    info = read_connection_file(tmp_path / "sub")
+    assert started.returncode == 0, started.stderr
+    assert info is not None
+    try:
+        assert server_alive(info)
+        assert info.password.encode() not in started.stdout + started.stderr
+        stopped = subprocess.run(
+            [sys.executable, "-c", launcher, "stop", *state], capture_output=True, timeout=30
+        )
+        assert stopped.returncode == 0, stopped.stderr
+        assert not server_alive(info)
+    finally:
+        stop_server(info)
+
+
+def test_wrong_password_is_refused(embedded: EmbeddedServer) -> None:
+    wrong = embedded.url.replace(embedded.password, "not-the-password")
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        connect(wrong).ping()
+    alive_elsewhere = ServerInfo("127.0.0.1", embedded.port, "nope", embedded.pid, Path("."))
+    assert not server_alive(alive_elsewhere)  # a server with another password is not ours

@@ -1,0 +1,148 @@
+"""End to end: real server, real controller and worker processes, the real CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hq_sweep.connection import connect
+from hq_sweep.queue import SweepQueue
+from hq_sweep.results import trial_rows
+
+pytestmark = pytest.mark.integration
+TOY = str(Path(__file__).parent.parent / "workers" / "toy.py")
+
+
+def write_sweep(tmp_path: Path, body: dict[str, Any], name: str = "sweep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def cli_env(redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "HQ_SWEEP_REDIS_URL": redis_url,
+            "HQ_SWEEP_STATE_DIR": str(tmp_path / "state"), **extra}
+
+
+def hq(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hq_sweep", *args], env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def poll(condition: Callable[[], bool], timeout: float, what: str,
+         context: Callable[[], str] = lambda: "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{context()[-3000:]}")
+        time.sleep(0.05)
+
+
+def finished_rows(redis_url: str, sweep: str) -> list[dict[str, Any]]:
+    return trial_rows(SweepQueue(connect(redis_url), sweep))
+
+
+@pytest.mark.timeout(120)
+def test_grid_runs_every_combination_exactly_once(redis_url: str, tmp_path: Path) -> None:
+    spec = write_sweep(tmp_path, {
+        "name": "grid", "method": "grid", "metric": {"name": "score", "goal": "maximize"},
+        "worker": {"module": TOY, "objective": "grid"},
+        "parameters": {"a": {"values": [1, 2, 3]}, "b": {"values": [0.1, 0.2, 0.3, 0.4]}},
+    })
+    result = hq(["run", str(spec), "--workers", "2", "--json"], cli_env(redis_url, tmp_path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["trials"] == {"complete": 12, "pruned": 0, "failed": 0}
+    assert summary["best"]["params"] == {"a": 3, "b": 0.4}
+    rows = finished_rows(redis_url, summary["sweep"])
+    combos = sorted((r["params"]["a"], r["params"]["b"]) for r in rows)
+    assert combos == sorted(itertools.product([1, 2, 3], [0.1, 0.2, 0.3, 0.4]))
+    assert all(r["state"] == "complete" and r["attempt"] == 1 for r in rows)
+    assert rows[0]["intermediate_values"] == {0: rows[0]["values"][0], 1: rows[0]["values"][0] + 1,
+                                              2: rows[0]["values"][0] + 2}
+
+
+@pytest.mark.timeout(120)
+def test_random_sweep_stops_at_run_cap_and_results_stay_readable(
+    redis_url: str, tmp_path: Path
+) -> None:
+    spec = write_sweep(tmp_path, {
+        "name": "capped", "method": "random", "run_cap": 300, "worker": TOY,
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"min": 0.0, "max": 6.0}, "y": {"values": [0, 1]}},
+    })
+    env = cli_env(redis_url, tmp_path)
+    result = hq(["run", str(spec), "--workers", "2", "--json"], env)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["trials"]["complete"] == 300
+    rows = finished_rows(redis_url, summary["sweep"])
+    assert [r["number"] for r in rows] == list(range(300))
+    best = min(rows, key=lambda r: r["values"][0])
+    assert summary["best"]["number"] == best["number"]
+    status = json.loads(hq(["status", "--json", "--sweep", summary["sweep"]], env).stdout)
+    assert status["trials"]["complete"] == 300 and status["state"] == "finished"
+    assert json.loads(hq(["best", "--json"], env).stdout) == summary["best"]
+
+
+@pytest.mark.timeout(120)
+def test_raising_and_nan_objectives_fail_only_their_trials(redis_url: str, tmp_path: Path) -> None:
+    spec = write_sweep(tmp_path, {
+        "name": "misbehave", "method": "grid", "worker": {"module": TOY, "objective": "misbehave"},
+        "parameters": {"kind": {"values": ["ok", "raise", "nan"]}, "x": {"values": [1, 2]}},
+    })
+    result = hq(["run", str(spec), "--workers", "2", "--json"], cli_env(redis_url, tmp_path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["trials"] == {"complete": 2, "pruned": 0, "failed": 4}
+    rows = finished_rows(redis_url, summary["sweep"])
+    reasons = {r["params"]["kind"]: r["reason"] for r in rows if r["state"] == "failed"}
+    assert "ValueError: bad trial" in reasons["raise"]
+    assert "nan" in reasons["nan"]
+
+
+@pytest.mark.timeout(180)
+def test_controller_killed_mid_sweep_resumes_without_loss_or_repeat(
+    redis_url: str, tmp_path: Path
+) -> None:
+    spec = write_sweep(tmp_path, {
+        "name": "restart", "method": "random", "run_cap": 120, "worker": TOY,
+        "parameters": {"x": {"min": 0.0, "max": 6.0}},
+    })
+    env = cli_env(redis_url, tmp_path, HQ_SWEEP_TEST_PAUSE="0.02")
+    args = ["enqueue", str(spec), "--sweep", "restart", "--lock-lease", "1"]
+    log = (tmp_path / "processes.log").open("wb")
+    controller = subprocess.Popen([sys.executable, "-m", "hq_sweep", *args], env=env,
+                                  stdout=log, stderr=log)
+    workers = subprocess.Popen([sys.executable, "-m", "hq_sweep", "start-workers", "--workers",
+                                "2", "--sweep", "restart"], env=env, stdout=log, stderr=log)
+    try:
+        queue = SweepQueue(connect(redis_url), "restart")
+        poll(lambda: queue.counts().get("complete", 0) >= 30, 60,
+             "30 trials", lambda: (tmp_path / "processes.log").read_text())
+        controller.send_signal(signal.SIGKILL)
+        controller.wait(10)
+        resumed = hq(args, env, timeout=120)
+        assert resumed.returncode == 0, resumed.stderr
+        assert workers.wait(30) == 0
+    finally:
+        for process in (controller, workers):
+            if process.poll() is None:
+                process.kill()
+        log.close()
+    rows = finished_rows(redis_url, "restart")
+    assert [r["number"] for r in rows] == list(range(120))
+    assert all(r["state"] == "complete" for r in rows)
+    assert queue.counts().get("complete") == 120
+    assert queue.state() == "finished"

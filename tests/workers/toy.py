@@ -1,0 +1,40 @@
+"""Test objectives: quick, deterministic, and some that misbehave on purpose."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+
+def setup(ctx: Any) -> dict[str, Any]:
+    return {"pid": os.getpid(), "setups": 1}
+
+
+def objective(trial: Any, state: dict[str, Any]) -> float:
+    """(x - 3)^2 + y, with an optional pause so trials overlap a controller restart."""
+    x = float(trial.params["x"])
+    y = float(trial.params.get("y", 0))
+    pause = float(os.environ.get("HQ_SWEEP_TEST_PAUSE", "0"))
+    if pause:
+        time.sleep(pause)
+    return (x - 3.0) ** 2 + y
+
+
+def misbehave(trial: Any, state: dict[str, Any]) -> float:
+    """Raises for kind=raise, returns NaN for kind=nan, else a value."""
+    kind = trial.params["kind"]
+    if kind == "raise":
+        raise ValueError(f"bad trial {trial.number}")
+    if kind == "nan":
+        return math.nan
+    return float(trial.params["x"])
+
+
+def grid(trial: Any, state: dict[str, Any]) -> dict[str, float]:
+    """Reports a few steps and returns a metrics dict."""
+    value = float(trial.params["a"]) * 10 + float(trial.params["b"])
+    for step in range(3):
+        trial.report(value + step, step)
+    return {"score": value, "extra": 1.0}
