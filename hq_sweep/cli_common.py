@@ -11,6 +11,7 @@ import redis
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from hq_sweep.connection import BadRedisUrlError, ConnectionFileError, NoServerError, connect
 from hq_sweep.connection import redact as redact_url
@@ -54,7 +55,7 @@ def friendly_errors(func: F) -> F:
             return func(*args, **kwargs)
         except SpecError as exc:
             for line in exc.errors:
-                console.print(f"[red]{line}[/]", highlight=False, soft_wrap=True, markup=False)
+                console.print(Text(line, style="red"), soft_wrap=True)
             raise typer.Exit(EXIT_INVALID) from None
         except (NoServerError, BadRedisUrlError, ConnectionFileError) as exc:
             fail(str(exc))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,8 +46,8 @@ StateDirOption = Annotated[
     typer.Option(
         "--state-dir",
         help="Where the server keeps its config, data, log and connection file "
-        "[default: $HQ_SWEEP_STATE_DIR, else $XDG_STATE_HOME/hq-sweep, "
-        "else ~/.local/state/hq-sweep].",
+        "(default: $HQ_SWEEP_STATE_DIR, else $XDG_STATE_HOME/hq-sweep, "
+        "else ~/.local/state/hq-sweep).",
         file_okay=False,
         show_default=False,
     ),
@@ -124,8 +125,16 @@ def _print_started(info: ServerInfo) -> None:
         )
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def _run_in_foreground(info: ServerInfo) -> None:
     _console().print("  running in the foreground; press Ctrl-C to stop")
+    # SIGTERM (scancel, systemd) and SIGHUP (terminal closed) must stop the server too,
+    # not just kill us and leave it running.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
         try:
             os.waitpid(info.pid, 0)
@@ -153,6 +162,8 @@ def stop(state_dir: StateDirOption = None) -> None:
         stop_server(info)
     except ServerError as exc:
         _fail(str(exc))
+    except OSError as exc:  # e.g. the pid now belongs to another user
+        _fail(f"cannot stop server pid {info.pid}: {exc.strerror or exc}")
     if was_alive:
         _console().print(f"[green]✓[/] stopped server pid {info.pid} ({info.redacted_url})")
     else:

@@ -15,9 +15,10 @@ import json
 import os
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import redis
@@ -60,6 +61,8 @@ _HOWTO = (
     "`--redis redis://:PASSWORD@HOST:PORT/0` (or $HQ_SWEEP_REDIS_URL), "
     "or use `hq-sweep run` to run a sweep entirely on this machine."
 )
+_PERMANENT = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
+_T = TypeVar("_T")
 # `password=` in the query string is also honoured by redis-py, so it must be hidden too.
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
@@ -82,7 +85,7 @@ class ServerInfo:
 
     host: str
     port: int
-    password: str
+    password: str = field(repr=False)  # keep it out of reprs, logs and assertion output
     pid: int
     state_dir: Path
     bind: str = "127.0.0.1"
@@ -243,11 +246,11 @@ def pid_alive(pid: int) -> bool:
     if pid <= 0:  # kill(0, ...) would address our own process group
         return False
     try:
-        # A server we spawned and that has exited stays a zombie until reaped, and a zombie
-        # still accepts kill(pid, 0): reap it here so it reads as dead.
+        # A server we spawned stays a zombie until reaped, and a zombie still accepts
+        # kill(pid, 0): reap it here. Until waitpid reports it, it lives: its leader shows
+        # as a zombie while its other threads (and its open files, locks) still wind down.
         reaped, _status = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return False
+        return reaped != pid
     except ChildProcessError:
         pass  # not our child: init reaps it
     try:
@@ -351,6 +354,25 @@ def resolve_redis_url(explicit: str | None = None, *, state_dir: Path | None = N
     return info.url
 
 
+class _TransientRetry(Retry):
+    """Retry connection trouble, but not a refused password: redis-py files auth errors under
+    ConnectionError, and retrying one only delays the message the user needs."""
+
+    def call_with_retry(
+        self,
+        do: Callable[[], _T],
+        fail: Callable[[Exception], Any] | Callable[[Exception, int], Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> _T:
+        def retryable(error: Exception) -> bool:
+            if isinstance(error, _PERMANENT):
+                return False
+            return is_retryable(error) if is_retryable else True
+
+        return super().call_with_retry(do, fail, retryable, with_failure_count)
+
+
 def connect(
     url: str, *, socket_timeout: float | None = 30.0, client_name: str | None = None
 ) -> redis.Redis:
@@ -363,18 +385,20 @@ def connect(
     must raise it (or pass None). Retried writes may apply twice: state changes that must
     not are fenced by the queue's Lua scripts, not by this client.
     """
-    retry = Retry(
+    retry = _TransientRetry(
         ExponentialBackoff(cap=1.0, base=0.05),
         retries=3,
         supported_errors=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
     )
+    # TCP keepalive has no meaning on (and is refused by) a unix-socket connection.
+    tcp: dict[str, Any] = {} if url.lower().startswith("unix:") else {"socket_keepalive": True}
     return redis.Redis.from_url(
         url,
         decode_responses=False,
         health_check_interval=15,
-        socket_keepalive=True,
         socket_connect_timeout=5.0,
         socket_timeout=socket_timeout,
         retry=retry,
         client_name=client_name,
+        **tcp,
     )

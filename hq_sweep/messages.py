@@ -92,9 +92,9 @@ class TrialOutcome:
     worker: str = ""
 
     def __post_init__(self) -> None:
-        if self.state is TrialState.COMPLETE:
-            if not self.values or not all(math.isfinite(v) for v in self.values):
-                raise ValueError("a complete trial needs finite values")
+        finite = bool(self.values) and all(math.isfinite(v) for v in self.values or [])
+        if self.state is TrialState.COMPLETE and not finite:
+            raise ValueError("a complete trial needs finite values")
 
     def encode(self) -> str:
         return dumps(
@@ -113,7 +113,7 @@ class TrialOutcome:
     def decode(cls, raw: bytes | str) -> TrialOutcome:
         obj = loads_object(raw, "trial outcome")
         try:
-            state = TrialState(obj.get("s"))
+            state = TrialState(str(obj.get("s")))
         except ValueError as exc:
             raise MessageError(f"trial outcome.s: unknown state {obj.get('s')!r}") from exc
         values = obj.get("v")

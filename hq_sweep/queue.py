@@ -91,10 +91,11 @@ class SweepRegistry:
         return bool(self.connection.exists(f"hqs:s:{sweep_id}"))
 
     def list(self) -> list[str]:
-        return [_text(raw) or "" for raw in self.connection.zrange(SWEEPS_KEY, 0, -1)]
+        members: list[bytes] = self.connection.zrange(SWEEPS_KEY, 0, -1)  # type: ignore[assignment]
+        return [_text(raw) or "" for raw in members]
 
     def latest(self) -> str | None:
-        newest = self.connection.zrange(SWEEPS_KEY, -1, -1)
+        newest: list[bytes] = self.connection.zrange(SWEEPS_KEY, -1, -1)  # type: ignore[assignment]
         return _text(newest[0]) if newest else None
 
 
@@ -218,11 +219,11 @@ class SweepQueue:
         ]
 
     def _pop(self, key: str, limit: int, block_s: float) -> list[bytes]:
-        items = self.connection.lpop(key, limit)
+        items: list[bytes] | None = self.connection.lpop(key, limit)  # type: ignore[assignment]
         if items or block_s <= 0:
             return list(items or [])
         blocked = self.connection.blpop([key], timeout=block_s)
-        return [blocked[1]] if blocked else []
+        return [bytes(blocked[1])] if blocked else []  # type: ignore[arg-type]
 
     def _decode(self, raw: bytes, decode: Any) -> Any:
         try:
@@ -253,7 +254,8 @@ class SweepQueue:
         now = time.time()
         keys = [f"{self.prefix}:counts", *(self.trial_key(t.number) for t in tasks)]
         flat = self._scripts["claim"](keys, [worker, now, now + lease_s])
-        return [Claim(tasks[int(pos) - 1], int(att)) for pos, att in zip(flat[::2], flat[1::2])]
+        pairs = zip(flat[::2], flat[1::2], strict=True)
+        return [Claim(tasks[int(pos) - 1], int(attempt)) for pos, attempt in pairs]
 
     def finish(self, finishes: Sequence[Finish]) -> list[bool]:
         if not finishes:
@@ -281,7 +283,7 @@ class SweepQueue:
             f"{self.prefix}:iv:{report.number}",
             f"{self.prefix}:reports",
         ]
-        args = [report.attempt, report.step, repr(report.value), report.encode()]
+        args: list[str | int] = [report.attempt, report.step, repr(report.value), report.encode()]
         return int(self._scripts["report"](keys, args))
 
     def heartbeat(self, worker: str, info: dict[str, Any]) -> None:

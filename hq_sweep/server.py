@@ -372,13 +372,15 @@ def stop_server(info: ServerInfo, timeout: float = 10) -> None:
 
 
 def _signal_until_gone(info: ServerInfo, deadline: float) -> None:
-    for sig, until in ((signal.SIGTERM, deadline), (signal.SIGKILL, time.monotonic() + 5)):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         if not _is_server_process(info):
             return
         try:
             os.kill(info.pid, sig)
         except ProcessLookupError:
             return
+        # SIGKILL cannot be refused, but the exit still takes a moment.
+        until = deadline if sig == signal.SIGTERM else time.monotonic() + 5
         if _wait_gone(info, until, local=True):
             return
     raise ServerError(f"server pid {info.pid} survived SIGKILL")
@@ -427,11 +429,22 @@ class EmbeddedServer:
             raise RuntimeError("EmbeddedServer has not been started")
         return self._info
 
-    url = property(lambda self: self.info.url, doc="Full URL, password included.")
-    redacted_url = property(lambda self: self.info.redacted_url, doc="URL safe to print.")
-    port = property(lambda self: self.info.port, doc="TCP port (kept across restarts).")
-    password = property(lambda self: self.info.password, doc="The generated password.")
-    pid = property(lambda self: self.info.pid, doc="Pid of the current server process.")
+    @property
+    def url(self) -> str:
+        """Full URL, password included (`info.redacted_url` is the one to print)."""
+        return self.info.url
+
+    @property
+    def port(self) -> int:
+        return self.info.port  # kept across restarts
+
+    @property
+    def password(self) -> str:
+        return self.info.password
+
+    @property
+    def pid(self) -> int:
+        return self.info.pid  # changes with every (re)start
 
     @property
     def running(self) -> bool:
@@ -455,7 +468,8 @@ class EmbeddedServer:
         try:
             stop_server(self.info, timeout)
         finally:
-            self._proc.poll()  # settle the handle's returncode (the process was reaped)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=1)  # settle the handle (stop_server reaped it)
             self._proc = None
 
     def restart(self) -> None:

@@ -58,8 +58,8 @@ from hq_sweep.spec_params import ParamGroup, ParamNode, ParamSpec
 from hq_sweep.spec_summary import summary_lines
 from hq_sweep.spec_values import Number, quantize, same_value, to_decimal
 
-__all__ = ["SearchSpace", "build_pruner", "build_sampler", "build_space", "study_directions",
-           "summary_lines"]
+__all__ = ["Axis", "SearchSpace", "WeightedRandomSampler", "build_pruner", "build_sampler",
+           "build_space", "study_directions", "summary_lines"]
 
 _EPS = 1e-12
 _MAX_EXP = 709.0
@@ -191,7 +191,9 @@ def _flatten_into(tree: Mapping[str, ParamNode] | None, given: Mapping[str, Any]
 
 
 def build_space(spec: SweepSpec) -> SearchSpace:
-    axes = [_axis(name, path, spec.flat_parameters()[name], spec.is_grid)
+    """The search space of a spec (see the module docstring for the mapping)."""
+    leaves = spec.flat_parameters()
+    axes = [_axis(name, path, leaves[name], spec.is_grid)
             for name, path in spec.parameter_paths().items()]
     return SearchSpace(axes, spec.parameters)
 

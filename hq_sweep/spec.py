@@ -234,8 +234,10 @@ class SweepSpec(BaseModel):
         for path, p in iter_leaves(self.parameters):
             where = issue_line(("parameters", *tree_loc(path)), "")
             if p.distribution in EXPONENT_FORMS:
+                span = (f"e^-{p.max}..e^-{p.min}" if p.distribution == "inv_log_uniform"
+                        else f"e^{p.min}..e^{p.max}")
                 out.append(f"{where}{p.distribution} takes natural-log exponents as min/max "
-                           f"(values e^{p.min}..e^{p.max}); W&B recommends "
+                           f"(values {span}); W&B recommends "
                            f"{EXPONENT_FORMS[p.distribution]}, which takes the values")
             if p.distribution == "categorical_w_probabilities" and self.sampler_name != "random":
                 out.append(f"{where}only the random sampler honours probabilities; "

@@ -6,7 +6,6 @@ distribution made explicit, defaults filled, an Argo range expanded) or every is
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from hq_sweep.spec_errors import Issue, Loc, show, suggest
 from hq_sweep.spec_values import (
     MAX_VALUES,
     Number,
+    as_json,
     decimal_range,
     json_problem,
     number_problem,
@@ -153,7 +153,7 @@ def _normalized(data: Mapping[str, Any], dist: str) -> dict[str, Any]:
     out: dict[str, Any] = {"distribution": dist}
     for key in ("value", "values", "probabilities", "min", "max", "q", "mu", "sigma", "a", "b"):
         if key in data:
-            out[key] = copy.deepcopy(data[key])
+            out[key] = as_json(data[key])
     for key in _SHAPES[dist][1]:
         out.setdefault(key, _DEFAULTS[key])
     if "range" in data:
@@ -187,7 +187,7 @@ def _check_value(value: Any, dist: str) -> FieldIssues:
 
 
 def _check_values(values: Any, dist: str) -> FieldIssues:
-    if not isinstance(values, list):
+    if not isinstance(values, list | tuple):
         return [((), f"must be a list (got {show(values)})")]
     if not values:
         return [((), "must list at least one value")]
@@ -196,7 +196,7 @@ def _check_values(values: Any, dist: str) -> FieldIssues:
 
 
 def _check_probabilities(probs: Any, dist: str) -> FieldIssues:
-    if not isinstance(probs, list) or not probs:
+    if not isinstance(probs, list | tuple) or not probs:
         return [((), f"must be a non-empty list of numbers (got {show(probs)})")]
     issues: FieldIssues = []
     for i, p in enumerate(probs):

@@ -13,8 +13,10 @@ from hq_sweep.spec_params import ParamSpec
 
 
 class _Axis(Protocol):
-    name: str
-    spec: ParamSpec
+    @property
+    def name(self) -> str: ...
+    @property
+    def spec(self) -> ParamSpec: ...
 
 
 class SpaceView(Protocol):

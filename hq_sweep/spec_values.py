@@ -50,13 +50,22 @@ def json_problem(value: Any) -> str | None:
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else "must be JSON data (NaN and infinity are not)"
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return next((p for p in map(json_problem, value) if p is not None), None)
     if isinstance(value, Mapping):
         if not all(isinstance(k, str) for k in value):
             return "must be JSON data (mapping keys must be strings)"
         return next((p for p in map(json_problem, value.values()) if p is not None), None)
     return f"must be JSON data (got a {type(value).__name__})"
+
+
+def as_json(value: Any) -> Any:
+    """A deep copy in plain JSON containers: tuples become lists, mappings dicts."""
+    if isinstance(value, list | tuple):
+        return [as_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: as_json(v) for k, v in value.items()}
+    return value
 
 
 def canonical(value: Any) -> str:

@@ -88,19 +88,9 @@ class TrialRunner:
         trial = Trial(task.number, claim.attempt, task.params, self.nest(task.params), reporter)
         started = time.perf_counter()
         try:
-            result = self.objective(trial, self.state)
-            values, metrics = normalize_result(result, self.metric_names)
-            state, reason = TrialState.COMPLETE, None
-        except TrialPruned:
-            values, metrics = self._pruned_values(trial), {}
-            state, reason = TrialState.PRUNED, f"pruned at step {trial.last_step}"
+            state, values, metrics, reason = self._call_objective(trial)
         except AttemptSuperseded:
             return None  # another attempt owns the trial now; our result would be fenced off
-        except InvalidResult as exc:
-            values, metrics, state, reason = None, {}, TrialState.FAILED, str(exc)
-        except Exception:  # the user's objective may raise anything: it costs this trial only
-            values, metrics, state = None, {}, TrialState.FAILED
-            reason = traceback.format_exc()[-_REASON_LIMIT:]
         self.trials_run += 1
         if state is TrialState.FAILED:
             log.warning("trial %d failed: %s", task.number, (reason or "").strip().splitlines()[-1])
@@ -116,9 +106,23 @@ class TrialRunner:
         metrics_json = dumps({**metrics, **trial.user_attrs}) if metrics or trial.user_attrs else ""
         return Finish(outcome, ended_at=time.time(), metrics_json=metrics_json)
 
-    @staticmethod
-    def _pruned_values(trial: Trial) -> list[float] | None:
-        return [trial.last_value] if trial.last_value is not None else None
+    def _call_objective(
+        self, trial: Trial
+    ) -> tuple[TrialState, list[float] | None, dict[str, Any], str | None]:
+        """How the objective ended: (state, values, metrics, reason)."""
+        try:
+            values, metrics = normalize_result(self.objective(trial, self.state),
+                                               self.metric_names)
+            return TrialState.COMPLETE, values, metrics, None
+        except TrialPruned:
+            last = [trial.last_value] if trial.last_value is not None else None
+            return TrialState.PRUNED, last, {}, f"pruned at step {trial.last_step}"
+        except AttemptSuperseded:
+            raise
+        except InvalidResult as exc:
+            return TrialState.FAILED, None, {}, str(exc)
+        except Exception:  # the user's objective may raise anything: it costs this trial only
+            return TrialState.FAILED, None, {}, traceback.format_exc()[-_REASON_LIMIT:]
 
     def sweep_over(self) -> bool:
         return self.queue.state() != "running"

@@ -61,8 +61,8 @@ def load_objective(spec: SweepSpec, meta: dict[str, str]) -> UserCode:
     command_objective: Objective = CommandObjective(
         program=spec.program,
         command=spec.command,
-        metric_names=[m.name for m in spec.objectives()],
-        workdir=base_dirs[0],
+        metric=[m.name for m in spec.objectives()],
+        cwd=base_dirs[0],
         timeout=spec.trial_timeout,
     )
     return UserCode(setup=None, objective=command_objective)

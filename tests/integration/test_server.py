@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -271,3 +272,31 @@ def test_wrong_password_is_refused(embedded: EmbeddedServer) -> None:
         connect(wrong).ping()
     alive_elsewhere = ServerInfo("127.0.0.1", embedded.port, "nope", embedded.pid, Path("."))
     assert not server_alive(alive_elsewhere)  # a server with another password is not ours
+
+
+@pytest.mark.timeout(60)
+def test_foreground_server_stops_with_the_cli(tmp_path: Path) -> None:
+    state_dir = tmp_path / "fg"
+    launcher = "from hq_sweep.cli_server import server_app; server_app()"
+    cli = subprocess.Popen(
+        [sys.executable, "-c", launcher, "start", "--foreground", "--state-dir", str(state_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        info = read_connection_file(state_dir)
+        while (info is None or not server_alive(info)) and time.monotonic() < deadline:
+            assert cli.poll() is None, cli.stderr.read() if cli.stderr else ""
+            time.sleep(0.05)
+            info = read_connection_file(state_dir)
+        assert info is not None and server_alive(info)
+        cli.send_signal(signal.SIGTERM)  # as scancel would
+        _, err = cli.communicate(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.communicate()
+    assert cli.returncode == 0, err
+    assert not pid_alive(info.pid)
+    assert read_connection_file(state_dir) is None

@@ -4,53 +4,19 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from hq_sweep.connection import connect
 from hq_sweep.queue import SweepQueue
-from hq_sweep.results import trial_rows
+from tests.integration.helpers import cli_env, finished_rows, hq, poll, write_sweep
 
 pytestmark = pytest.mark.integration
 TOY = str(Path(__file__).parent.parent / "workers" / "toy.py")
-
-
-def write_sweep(tmp_path: Path, body: dict[str, Any], name: str = "sweep.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(body))
-    return path
-
-
-def cli_env(redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "HQ_SWEEP_REDIS_URL": redis_url,
-            "HQ_SWEEP_STATE_DIR": str(tmp_path / "state"), **extra}
-
-
-def hq(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hq_sweep", *args], env=env, text=True,
-                          capture_output=True, timeout=timeout)
-
-
-def poll(condition: Callable[[], bool], timeout: float, what: str,
-         context: Callable[[], str] = lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{context()[-3000:]}")
-        time.sleep(0.05)
-
-
-def finished_rows(redis_url: str, sweep: str) -> list[dict[str, Any]]:
-    return trial_rows(SweepQueue(connect(redis_url), sweep))
 
 
 @pytest.mark.timeout(120)

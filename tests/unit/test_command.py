@@ -348,7 +348,7 @@ def test_timeout_kills_and_raises(tmp_path: Path) -> None:
     """)  # fmt: skip
     trial = FakeTrial({})
     started = time.monotonic()
-    with pytest.raises(CommandTimeout, match="past 0.5 s"):
+    with pytest.raises(CommandTimeout, match=r"past 0\.5 s"):
         objective(prog, Lines(), timeout=0.5)(trial)
     assert 0.5 <= time.monotonic() - started < 5.0
     assert trial.reports == [(0, 0.5)]
@@ -382,13 +382,13 @@ def test_leftover_child_holding_stdout_does_not_hang_the_trial(tmp_path: Path) -
 
 
 def test_exit_zero_without_the_metric_is_an_error(tmp_path: Path) -> None:
-    prog = script(tmp_path, 'print(\'@hq-sweep {"loss": 1.0}\')\n')
+    prog = script(tmp_path, "print('@hq-sweep {\"loss\": 1.0}')\n")
     with pytest.raises(MetricNotReported, match="val_acc"):
         objective(prog, Lines())(FakeTrial({}))
 
 
 def test_nan_is_returned_but_not_reported(tmp_path: Path) -> None:
-    prog = script(tmp_path, 'print(\'@hq-sweep {"val_acc": NaN}\')\n')
+    prog = script(tmp_path, "print('@hq-sweep {\"val_acc\": NaN}')\n")
     trial = FakeTrial({})
     result = objective(prog, Lines())(trial)
     assert math.isnan(result["val_acc"]) and trial.reports == []

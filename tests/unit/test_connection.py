@@ -208,3 +208,36 @@ def test_connect_policy() -> None:
     assert redis.exceptions.ConnectionError in retry._supported_errors
     assert redis.exceptions.TimeoutError in retry._supported_errors
     client.close()
+
+
+def test_connect_accepts_unix_sockets(tmp_path: Path) -> None:
+    client = connect(f"unix://{tmp_path}/absent.sock?db=0")
+    with pytest.raises(redis.exceptions.ConnectionError):
+        client.ping()  # fails to connect, not to construct the connection
+    client.close()
+
+
+def test_retry_gives_up_at_once_on_a_refused_password() -> None:
+    retry = connect("redis://:pw@127.0.0.1:6390/0").connection_pool.connection_kwargs["retry"]
+    calls: list[int] = []
+
+    def refused() -> None:
+        calls.append(1)
+        raise redis.exceptions.AuthenticationError("WRONGPASS")
+
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        retry.call_with_retry(refused, lambda error: None)
+    assert len(calls) == 1
+
+    def dropped() -> None:
+        calls.append(1)
+        raise redis.exceptions.ConnectionError("connection reset")
+
+    calls.clear()
+    with pytest.raises(redis.exceptions.ConnectionError):
+        retry.call_with_retry(dropped, lambda error: None)
+    assert len(calls) == retry.get_retries() + 1
+
+
+def test_repr_hides_the_password(tmp_path: Path) -> None:
+    assert SECRET not in repr(_info(tmp_path))

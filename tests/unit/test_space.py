@@ -54,7 +54,8 @@ def one(raw: dict[str, Any], **top: Any) -> tuple[SweepSpec, SearchSpace]:
          FloatDistribution(math.exp(-2), 1.0, log=True)),
         ({"distribution": "inv_log_uniform_values", "min": 0.1, "max": 10},
          FloatDistribution(0.1, 10.0, log=True)),
-        ({"distribution": "q_uniform", "min": 0, "max": 10, "q": 2}, IntDistribution(0, 10, step=2)),
+        ({"distribution": "q_uniform", "min": 0, "max": 10, "q": 2},
+         IntDistribution(0, 10, step=2)),
         ({"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.1},
          FloatDistribution(0.0, 1.0, step=0.1)),
         ({"distribution": "q_uniform", "min": 0.05, "max": 0.97, "q": 0.1}, IntDistribution(0, 10)),
@@ -75,7 +76,7 @@ def test_constants_are_kept_apart() -> None:
     assert space.to_params({"b": 2}) == {"a": [1, 2], "b": 2}
 
 
-EVERY = {
+EVERY: dict[str, tuple[dict[str, Any], int | float | None]] = {
     "categorical": ({"values": ["x", [1, 2], {"k": None}]}, None),
     "probabilities": ({"values": [1, 2], "probabilities": [0.5, 0.5]}, None),
     "int_uniform": ({"min": -3, "max": 3}, None),
@@ -111,6 +112,8 @@ def test_samples_fall_inside_the_support(case: str) -> None:
         value = space.to_params(trial.params)["x"]
         study.tell(trial, 0.0)
         assert p.value_problem(value) is None, (case, value)
+        dist = space.distributions["x"]  # the inverse lands inside the latent distribution
+        assert dist._contains(dist.to_internal_repr(space.to_latent({"x": value})["x"]))
         if q is not None:
             assert type(value) is type(q), (case, value)  # W&B: ints iff q is an int
             assert value == round(round(value / q) * q, 10), (case, value)  # no float drift

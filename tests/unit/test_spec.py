@@ -288,10 +288,12 @@ def test_wandb_rules(data: dict[str, Any], line: str) -> None:
     [
         ({"type": "hyperband", "max_iter": 27}, "early_terminate.s: required with max_iter"),
         ({"type": "hyperband"}, "early_terminate: needs min_iter, or max_iter and s"),
-        ({"type": "hyperband", "min_iter": 0}, "early_terminate.min_iter: must be at least 1 (got 0)"),
+        ({"type": "hyperband", "min_iter": 0},
+         "early_terminate.min_iter: must be at least 1 (got 0)"),
         ({"type": "hyperband", "min_iter": 3, "eta": 1},
          "early_terminate.eta: must be greater than 1 (got 1)"),
-        ({"type": "median", "min_iter": 3}, "early_terminate.type: must be one of hyperband (got 'median')"),
+        ({"type": "median", "min_iter": 3},
+         "early_terminate.type: must be one of hyperband (got 'median')"),
         ({"type": "hyperband", "min_iter": 3, "bands": 1}, "early_terminate.bands: unknown key"),
         ({"type": "hyperband", "max_iter": 2, "s": 2},
          "early_terminate: max_iter 2, eta 3 and s 2 give no milestone >= 1"),
@@ -477,7 +479,8 @@ def test_worker_forms(given: Any, module: str, setup: str, objective: str) -> No
         ({"trial_timeout": 0}, "trial_timeout: must be greater than 0 (got 0)"),
         ({"parallelism": 0}, "parallelism: must be at least 1 (got 0)"),
         ({"seed": "x"}, "seed: must be an integer (got 'x')"),
-        ({"pruner": {"name": "median", "opts": {}}}, "pruner.opts: unknown key (did you mean 'options'?)"),
+        ({"pruner": {"name": "median", "opts": {}}},
+         "pruner.opts: unknown key (did you mean 'options'?)"),
         ({"pruner": "earlystop"}, "pruner.name: must be one of median, percentile, "
                                   "successive_halving, hyperband, threshold, patient, wilcoxon, "
                                   "nop (got 'earlystop')"),
@@ -617,7 +620,8 @@ RICH = {
     "early_terminate": {"type": "hyperband", "min_iter": 2},
     "parameters": {**ALL_VALID, "nest": {"parameters": {"r": {"range": {"min": 0.1, "max": 0.3,
                                                                          "step": 0.1}}}}},
-    "worker": "pkg.mod:run", "sampler": {"name": "tpe", "seed": 3, "options": {"n_startup_trials": 5}},
+    "worker": "pkg.mod:run",
+    "sampler": {"name": "tpe", "seed": 3, "options": {"n_startup_trials": 5}},
     "retries": 0, "trial_timeout": 30, "parallelism": 4, "seed": 7,
     "priors": [{"int_uniform": 2, "nest": {"r": 0.2}}], "command": ["python", "x.py"],
 }

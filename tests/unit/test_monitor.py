@@ -1,0 +1,36 @@
+"""The monitor's pure render(snapshot)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from hq_sweep.monitor import Snapshot, render
+
+
+def _text(snap: Snapshot) -> str:
+    console = Console(width=120, record=True, color_system=None)
+    console.print(render(snap))
+    return console.export_text()
+
+
+def test_render_shows_progress_counts_rate_and_best() -> None:
+    snap = Snapshot(
+        sweep="digits", state="running",
+        counts={"queued": 4, "running": 2, "complete": 40, "pruned": 9, "failed": 1},
+        total=200, best={"number": 17, "value": 0.9812, "params": {"lr": 0.0031, "m": "mlp"}},
+        workers=2, rate=12.5, elapsed=31.0, goal="maximize", metric="val_accuracy",
+    )
+    text = _text(snap)
+    assert "sweep digits  running" in text
+    assert "50/200 trials" in text and "12.5/s" in text and "2 workers" in text
+    assert "complete 40" in text and "pruned 9" in text and "failed 1" in text
+    assert "best val_accuracy (maximize) 0.9812  trial 17" in text
+    assert "lr=0.0031, m=mlp" in text
+
+
+def test_render_before_any_result_and_when_finished() -> None:
+    snap = Snapshot(sweep="s", state="finished", counts={}, total=None, best=None, workers=0,
+                    rate=0.0, elapsed=0.0, finished_reason="run_cap")
+    text = _text(snap)
+    assert "0 trials" in text and "best" not in text
+    assert "finished: run_cap" in text
