@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -77,6 +78,7 @@ def run(
     """Run a whole sweep on this machine: server, controller and N warm workers."""
     spec = _with_trials(load_spec(file), trials)
     setup_logging()
+    _interrupt_on_sigterm()
     url = ensure_server(redis_url, say=lambda m: console.print(m, style="dim", highlight=False))
     connection = connect(url)
     sweep_id = register_sweep(connection, spec, file)
@@ -89,17 +91,24 @@ def run(
     except KeyboardInterrupt:
         thread.abort.set()
         launcher.stop()
-        fail(
-            f"interrupted: sweep {sweep_id} left unfinished; resume it with "
-            f"`hq-sweep enqueue {file} --sweep {sweep_id}`",
-            130,
-        )
+        again = f" --trials {trials}" if trials else ""
+        fail(f"interrupted: sweep {sweep_id} left unfinished; resume it with "
+             f"`hq-sweep enqueue {file} --sweep {sweep_id}{again}` and workers", 130)
     finally:
         if not launcher.wait(30):
             launcher.stop()
     if thread.error is not None:
         fail(f"controller failed: {thread.error}")
     _print_summary(queue, thread.reason or "", time.monotonic() - started, json_out)
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (scancel, a closing terminal) stops workers cleanly, like Ctrl-C."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _follow(

@@ -47,3 +47,12 @@ def finished_rows(redis_url: str, sweep: str) -> list[dict[str, Any]]:
     return trial_rows(SweepQueue(connect(redis_url), sweep))
 
 
+
+
+def process_gone(pid: int) -> bool:
+    """True once `pid` has exited (a zombie counts: it runs no more code)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"

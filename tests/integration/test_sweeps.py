@@ -13,7 +13,14 @@ import pytest
 
 from hq_sweep.connection import connect
 from hq_sweep.queue import SweepQueue
-from tests.integration.helpers import cli_env, finished_rows, hq, poll, write_sweep
+from tests.integration.helpers import (
+    cli_env,
+    finished_rows,
+    hq,
+    poll,
+    process_gone,
+    write_sweep,
+)
 
 pytestmark = pytest.mark.integration
 TOY = str(Path(__file__).parent.parent / "workers" / "toy.py")
@@ -112,3 +119,31 @@ def test_controller_killed_mid_sweep_resumes_without_loss_or_repeat(
     assert all(r["state"] == "complete" for r in rows)
     assert queue.counts().get("complete") == 120
     assert queue.state() == "finished"
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_to_run_stops_its_workers_and_says_how_to_resume(
+    redis_url: str, tmp_path: Path
+) -> None:
+    spec = write_sweep(tmp_path, {
+        "name": "term", "method": "random", "run_cap": 1000, "worker": TOY,
+        "parameters": {"x": {"min": 0.0, "max": 6.0}},
+    })
+    env = cli_env(redis_url, tmp_path, HQ_SWEEP_TEST_PAUSE="0.05")
+    run = subprocess.Popen([sys.executable, "-m", "hq_sweep", "run", str(spec), "--workers", "2",
+                            "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    queue = SweepQueue(connect(redis_url), "term")
+    try:
+        poll(lambda: queue.counts().get("complete", 0) >= 10, 60, "10 trials")
+        pids = [int(info["pid"]) for info in queue.workers().values()]
+        assert len(pids) == 2
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130
+    assert "hq-sweep enqueue" in stderr and "--sweep term" in stderr
+    assert "Traceback" not in stderr
+    poll(lambda: all(process_gone(pid) for pid in pids), 10, "workers to exit")
