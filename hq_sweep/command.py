@@ -33,32 +33,25 @@ runs in its own session, and a prune, timeout or error kills the whole process g
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import queue
 import re
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from hq_sweep.command_process import ChildProcess
 
 MARKER = "@hq-sweep"
 DEFAULT_COMMAND: tuple[str, ...] = ("${env}", "${interpreter}", "${program}", "${args}")
 ENV_TRIAL_NUMBER = "HQ_SWEEP_TRIAL_NUMBER"
 ENV_METRICS_FILE = "HQ_SWEEP_METRICS_FILE"
 ENV_PARAMS_JSON = "HQ_SWEEP_PARAMS_JSON"
-STDERR_TAIL_LINES = 20
-_TICK_S = 0.05  # how often the metrics file and the deadline are checked while output is idle
-_EOF_GRACE_S = 0.5  # leader gone but its stdout still open: leftovers get this long, then kill
 # W&B's pattern: upper-case names only; `${envvar:lower}` stays a (then unknown) macro.
 _ENVVAR = re.compile(r"\$\{envvar:([A-Z0-9_]*)\}")
 
@@ -263,122 +256,6 @@ class MetricsFileTail:
         return objects
 
 
-def _sleep_backoff(attempt: int) -> None:
-    time.sleep(min(0.001 * 2**attempt, _TICK_S))
-
-
-class _Child:
-    """One trial's program in its own session/process group, with output reader threads.
-
-    The leader is never reaped before `close()`: `waitid(WNOWAIT)` observes its exit while its
-    zombie keeps the group id from being reused, so signalling the group stays safe.
-    """
-
-    def __init__(
-        self, argv: list[str], cwd: str | Path | None, env: dict[str, str],
-        on_stderr: Callable[[str], None],
-    ) -> None:  # fmt: skip
-        self.proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1,
-            start_new_session=True,  # its own group: a kill takes its children too
-        )  # fmt: skip
-        self.returncode: int | None = None
-        self._exited_at: float | None = None
-        self._lines: queue.Queue[str | None] = queue.Queue()  # None: stdout closed
-        self._stderr: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-        self._threads = [
-            threading.Thread(target=self._read_stdout, daemon=True),
-            threading.Thread(target=self._read_stderr, args=(on_stderr,), daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _read_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line.rstrip("\n").rstrip("\r"))
-        self._lines.put(None)
-
-    def _read_stderr(self, on_stderr: Callable[[str], None]) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            line = raw.rstrip("\n").rstrip("\r")
-            self._stderr.append(line)
-            on_stderr(line)
-
-    def stderr_tail(self) -> list[str]:
-        return list(self._stderr)
-
-    def leader_exited(self) -> bool:
-        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
-        try:
-            return os.waitid(os.P_PID, self.proc.pid, flags) is not None
-        except ChildProcessError:
-            return True
-
-    def _wait_leader(self, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        attempt = 0
-        while not self.leader_exited():
-            if time.monotonic() >= end:
-                return False
-            _sleep_backoff(attempt)
-            attempt += 1
-        return True
-
-    def signal_group(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-
-    def lines(self, deadline: float | None) -> Iterator[str | None]:
-        """Stdout lines as they arrive, None on idle ticks; ends when the program is done.
-
-        Raises TimeoutError at `deadline` (a time.monotonic() value).
-        """
-        eof = False
-        while True:
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                raise TimeoutError
-            wait = _TICK_S if deadline is None else min(_TICK_S, deadline - now)
-            if eof:  # normally the leader exits at the moment its stdout closes
-                if self._wait_leader(wait):
-                    return
-                yield None
-                continue
-            try:
-                line = self._lines.get(timeout=wait)
-            except queue.Empty:
-                self._unblock_stdout(now)
-                yield None
-                continue
-            if line is None:
-                eof = True
-            else:
-                yield line
-
-    def _unblock_stdout(self, now: float) -> None:
-        """The leader is gone but a leftover child keeps stdout open: kill the leftovers."""
-        if not self.leader_exited():
-            return
-        self._exited_at = self._exited_at or now
-        if now - self._exited_at > _EOF_GRACE_S:
-            self.signal_group(signal.SIGKILL)
-
-    def close(self, grace: float) -> None:
-        """Ends the whole group (SIGTERM, then SIGKILL after `grace`), then reaps the leader."""
-        if not self.leader_exited():
-            self.signal_group(signal.SIGTERM)
-            self._wait_leader(grace)
-        # Anything left in the group (leftovers, or a leader that ignored SIGTERM) is killed;
-        # safe because the unreaped leader still pins the group id.
-        self.signal_group(signal.SIGKILL)
-        self.returncode = self.proc.wait()
-        for thread in self._threads:
-            thread.join(timeout=grace)
-
-
 def _print_out(line: str) -> None:
     print(line, flush=True)
 
@@ -451,7 +328,7 @@ class CommandObjective:
         prefix = f"[trial {number}] "
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         tail = MetricsFileTail(metrics_file)
-        child = _Child(argv, self.cwd, env, on_stderr=lambda s: self.echo_err(prefix + s))
+        child = ChildProcess(argv, self.cwd, env, on_stderr=lambda s: self.echo_err(prefix + s))
         try:
             for line in child.lines(deadline):
                 obj = None if line is None else parse_metric_line(line)

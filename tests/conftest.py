@@ -22,7 +22,8 @@ from hq_sweep.connection import (
     connect,
     read_connection_file,
 )
-from hq_sweep.server import EmbeddedServer, server_alive, stop_server
+from hq_sweep.embedded import EmbeddedServer
+from hq_sweep.server import server_alive, stop_server
 
 
 @pytest.fixture(autouse=True)
