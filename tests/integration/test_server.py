@@ -25,10 +25,10 @@ from hq_sweep.connection import (
     read_connection_file,
     resolve_redis_url,
 )
+from hq_sweep.embedded import EmbeddedServer
 from hq_sweep.server import (
     CONF_NAME,
     LOG_NAME,
-    EmbeddedServer,
     ServerAlreadyRunningError,
     ServerInfo,
     ServerStartError,
