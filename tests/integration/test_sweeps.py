@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -147,3 +149,59 @@ def test_sigterm_to_run_stops_its_workers_and_says_how_to_resume(
     assert "hq-sweep enqueue" in stderr and "--sweep term" in stderr
     assert "Traceback" not in stderr
     poll(lambda: all(process_gone(pid) for pid in pids), 10, "workers to exit")
+
+
+@pytest.mark.timeout(120)
+def test_priors_run_first_and_target_stops_the_sweep(redis_url: str, tmp_path: Path) -> None:
+    spec = write_sweep(tmp_path, {
+        "name": "target", "method": "random", "run_cap": 500, "worker": TOY,
+        "metric": {"name": "loss", "goal": "minimize", "target": 0.5},
+        "priors": [{"x": 5.0}, {"x": 3.0}],
+        "parameters": {"x": {"min": 0.0, "max": 6.0}},
+    })
+    env = cli_env(redis_url, tmp_path, HQ_SWEEP_TEST_PAUSE="0.01")
+    result = hq(["run", str(spec), "--workers", "2", "--json"], env)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(hq(["status", "--json", "--sweep", "target"], env).stdout)
+    assert status["finished_reason"] == "target 0.5 reached"
+    rows = finished_rows(redis_url, "target")
+    assert [r["params"]["x"] for r in rows[:2]] == [5.0, 3.0]
+    assert rows[1]["values"] == [0.0]
+    finished = sum(status["trials"][s] for s in ("complete", "pruned", "failed"))
+    assert finished + status["trials"]["cancelled"] == len(rows) < 500
+    assert status["trials"]["queued"] == status["trials"]["running"] == 0
+
+
+@pytest.mark.timeout(180)
+def test_detached_controller_and_standby_takeover(redis_url: str, tmp_path: Path) -> None:
+    spec = write_sweep(tmp_path, {
+        "name": "standby", "method": "random", "run_cap": 150, "worker": TOY,
+        "parameters": {"x": {"min": 0.0, "max": 6.0}},
+    })
+    env = cli_env(redis_url, tmp_path, HQ_SWEEP_TEST_PAUSE="0.02")
+    started = hq(["enqueue", str(spec), "--detach", "--lock-lease", "1"], env)
+    assert started.returncode == 0, started.stderr
+    found = re.search(r"pid (\d+)", started.stderr)
+    assert found is not None, started.stderr
+    detached_pid = int(found.group(1))
+    log = (tmp_path / "standby.log").open("wb")
+    standby = subprocess.Popen([sys.executable, "-m", "hq_sweep", "controller", "standby",
+                                "--lock-lease", "1"], env=env, stdout=log, stderr=log)
+    workers = subprocess.Popen([sys.executable, "-m", "hq_sweep", "start-workers", "--workers",
+                                "2", "--sweep", "standby"], env=env, stdout=log, stderr=log)
+    queue = SweepQueue(connect(redis_url), "standby")
+    try:
+        poll(lambda: queue.counts().get("complete", 0) >= 20, 60, "20 trials",
+             lambda: (tmp_path / "standby.log").read_text())
+        os.kill(detached_pid, signal.SIGKILL)
+        assert standby.wait(120) == 0
+        assert workers.wait(30) == 0
+    finally:
+        for process in (standby, workers):
+            if process.poll() is None:
+                process.kill()
+        log.close()
+    assert "standing by" in (tmp_path / "standby.log").read_text()
+    rows = finished_rows(redis_url, "standby")
+    assert [r["number"] for r in rows] == list(range(150))
+    assert all(r["state"] == "complete" for r in rows)
