@@ -7,6 +7,7 @@ them. One controller per sweep holds a Redis lock with a lease; a second one wai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -19,12 +20,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState as OptunaState
 
+from hq_sweep.backoff import TRANSIENT, patiently
 from hq_sweep.errors import HqSweepError
 from hq_sweep.messages import Report, TrialOutcome, TrialState, TrialTask
 from hq_sweep.queue import SweepQueue
 from hq_sweep.space import SearchSpace, build_pruner, build_sampler, build_space, study_directions
 from hq_sweep.spec import SweepSpec
-from hq_sweep.study_rebuild import rebuild_study
+from hq_sweep.study_rebuild import outcome_from_record, rebuild_study
 
 log = logging.getLogger("hq_sweep.controller")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -68,6 +70,8 @@ class Controller:
         self.best_dirty = False
         self.token = uuid.uuid4().hex
         self._workers = (0.0, 1)  # (checked at, live workers)
+        self._last_renew = self._last_reap = time.monotonic()
+        self.priors = spec.flat_priors()
 
     # ---- limits -------------------------------------------------------------------------
 
@@ -91,24 +95,66 @@ class Controller:
 
     def run(self, on_tick: Callable[[], None] | None = None) -> str:
         """Drive the sweep to its end; returns why it ended."""
-        self._acquire_lock()
-        last_renew = time.monotonic()
+        patiently(self._acquire_lock, "controller lock")
         try:
-            self.queue.set_running()
-            self.next_number = rebuild_study(self)
-            self._publish_best()
+            patiently(self._start, "rebuild")
             while True:
-                self.step()
+                try:
+                    self.step()
+                    self._housekeeping()
+                    if self._done():
+                        return patiently(self._finish, "finish")
+                except TRANSIENT as exc:
+                    self._recover(exc)
                 if on_tick is not None:
                     on_tick()
-                if time.monotonic() - last_renew > self.options.lease_ms / 3000:
-                    if not self.queue.renew_lock(self.token, self.options.lease_ms):
-                        raise LostLock(f"sweep {self.queue.sweep_id}: controller lock lost")
-                    last_renew = time.monotonic()
-                if self._done():
-                    return self._finish()
         finally:
-            self.queue.release_lock(self.token)
+            with contextlib.suppress(*TRANSIENT):
+                self.queue.release_lock(self.token)
+
+    def _start(self) -> None:
+        self.queue.set_running()
+        self.next_number = rebuild_study(self)
+        self._publish_best()
+
+    def _housekeeping(self) -> None:
+        """Every so often: keep the controller lock, and requeue trials whose lease expired."""
+        now = time.monotonic()
+        if now - self._last_renew > self.options.lease_ms / 3000:
+            self._keep_lock()
+            self._last_renew = now
+        if now - self._last_reap > min(1.0, self.spec.lease / 4):
+            self._last_reap = now
+            requeued = self.queue.reap(self.spec.retries + 1)
+            for start in range(0, len(requeued), self._batch_size()):
+                self.queue.enqueue_jobs(requeued[start : start + self._batch_size()])
+            if requeued:
+                log.info("requeued %d trial(s) whose lease expired", len(requeued))
+
+    def _keep_lock(self) -> None:
+        if self.queue.renew_lock(self.token, self.options.lease_ms):
+            return
+        # A restarted Redis may have lost the key: take it again if nobody else did.
+        if not self.queue.acquire_lock(self.token, self.options.lease_ms):
+            raise LostLock(f"sweep {self.queue.sweep_id}: another controller took over")
+        log.warning("controller lock re-acquired after it was lost")
+
+    def _recover(self, exc: Exception) -> None:
+        """Redis went away: wait for it, then re-read what may have been lost in flight."""
+        log.warning("Redis unreachable (%s); waiting for it", exc)
+        patiently(self.queue.connection.ping, "controller")
+        patiently(self._keep_lock, "controller lock")
+        patiently(self.reconcile, "reconcile")
+        log.warning("Redis is back; sweep goes on")
+
+    def reconcile(self) -> None:
+        """Tell trials whose record says finished but whose outcome never reached us."""
+        numbers = sorted(self.pending)
+        for number, record in zip(numbers, self.queue.records_for(numbers), strict=True):
+            outcome = outcome_from_record(number, record)
+            if outcome is not None:
+                self.tell(outcome)
+        self._publish_best()
 
     def step(self) -> None:
         """One round: read results (and the reports that preceded them), tell, top up."""
@@ -197,9 +243,8 @@ class Controller:
     def _fixed_params(self, number: int) -> Mapping[str, Any] | None:
         if self.grid is not None:
             return self.grid[number]
-        priors = self.spec.priors or []
-        if number < len(priors):
-            return self.space.flatten(priors[number])
+        if number < len(self.priors):
+            return self.priors[number]
         return None
 
     # ---- telling ------------------------------------------------------------------------

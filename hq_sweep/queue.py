@@ -8,9 +8,13 @@ Key schema (every value is JSON or plain text, never pickle):
                                         best (JSON), finished_reason
     hqs:s:{id}:t:{n}            HASH    trial record: state, attempt, params (JSON),
                                         queued_at, worker, started_at, lease, ended_at,
-                                        values (JSON), reason, metrics (JSON), prune
+                                        values (JSON), reason, metrics (JSON), prune,
+                                        released (attempts handed back by stopping workers)
     hqs:s:{id}:iv:{n}           HASH    step -> intermediate value (exact decimal text)
-    hqs:s:{id}:counts           HASH    trial state -> number of trials in it (kept, not scanned)
+    hqs:s:{id}:counts           HASH    trial state -> number of trials in it (kept, not scanned),
+                                        plus requeued (lease expiries and hand-backs)
+    hqs:s:{id}:leases           ZSET    running trial number -> lease deadline (ms, server clock)
+    hqs:s:{id}:reasons          HASH    failure kind -> number of failed trials
     hqs:s:{id}:results          LIST    TrialOutcome JSON, worker -> controller
     hqs:s:{id}:reports          LIST    Report JSON, worker -> controller (pruning)
     hqs:s:{id}:lock             STRING  token of the controller holding the sweep (PX lease)
@@ -38,7 +42,8 @@ from hq_sweep.messages import MessageError, Report, TrialOutcome, TrialTask, dum
 
 SWEEPS_KEY = "hqs:sweeps"
 RUN_BATCH_FUNC = "hq_sweep.worker.run_trial_batch"
-_SCRIPTS = ("create_sweep", "claim", "finish", "report", "cancel", "lock_renew", "lock_release")
+_SCRIPTS = ("create_sweep", "claim", "finish", "report", "cancel", "lock_renew", "lock_release",
+            "renew", "reap", "release")
 
 
 def _load_scripts(connection: redis.Redis) -> dict[str, Script]:
@@ -67,6 +72,7 @@ class Finish:
     outcome: TrialOutcome
     ended_at: float
     metrics_json: str = ""
+    failure_kind: str = ""  # e.g. "ValueError", "timeout": counted per kind for status
 
 
 class SweepRegistry:
@@ -179,12 +185,32 @@ class SweepQueue:
         self.rq_queue.enqueue_many(jobs, pipeline=pipe)
         pipe.execute()
 
-    def load_records(self, upto: int, chunk: int = 1000) -> list[dict[str, str]]:
+    def enqueue_jobs(self, tasks: Sequence[TrialTask]) -> None:
+        """Hand already-recorded (requeued or released) trials to workers again."""
+        if tasks:
+            data = Queue.prepare_data(RUN_BATCH_FUNC, args=[self.sweep_id,
+                                      [task.to_wire() for task in tasks]],
+                                      result_ttl=0, failure_ttl=3600, timeout=-1)
+            self.rq_queue.enqueue_many([data])
+
+    def reap(self, attempts_allowed: int, limit: int = 1000) -> list[TrialTask]:
+        """Requeue trials whose lease expired (or fail them past their attempts)."""
+        keys = [f"{self.prefix}:{k}" for k in ("leases", "counts", "results", "reasons")]
+        flat = self._scripts["reap"](keys, [f"{self.prefix}:t:", attempts_allowed, limit])
+        return [TrialTask(int(n), loads_object(params, f"trial {int(n)} params"))
+                for n, params in zip(flat[::2], flat[1::2], strict=True)]
+
+    def load_records(self, upto: int) -> list[dict[str, str]]:
         """All trial records 0..upto-1 (for a restarting controller, status and export)."""
+        return self.records_for(range(upto))
+
+    def records_for(self, numbers: Iterable[int], chunk: int = 1000) -> list[dict[str, str]]:
+        """The records of these trials, in order ({} for a trial with no record)."""
+        numbers = list(numbers)
         records: list[dict[str, str]] = []
-        for start in range(0, upto, chunk):
+        for start in range(0, len(numbers), chunk):
             pipe = self.connection.pipeline(transaction=False)
-            for number in range(start, min(upto, start + chunk)):
+            for number in numbers[start : start + chunk]:
                 pipe.hgetall(self.trial_key(number))
             for raw in pipe.execute():
                 records.append({_text(k) or "": _text(v) or "" for k, v in raw.items()})
@@ -251,22 +277,24 @@ class SweepQueue:
     # ---- workers ------------------------------------------------------------------------
 
     def claim(self, tasks: Sequence[TrialTask], worker: str, lease_s: float) -> list[Claim]:
-        now = time.time()
-        keys = [f"{self.prefix}:counts", *(self.trial_key(t.number) for t in tasks)]
-        flat = self._scripts["claim"](keys, [worker, now, now + lease_s])
+        keys = [f"{self.prefix}:counts", f"{self.prefix}:leases",
+                *(self.trial_key(t.number) for t in tasks)]
+        args: list[str | int] = [worker, int(lease_s * 1000), *(t.number for t in tasks)]
+        flat = self._scripts["claim"](keys, args)
         pairs = zip(flat[::2], flat[1::2], strict=True)
         return [Claim(tasks[int(pos) - 1], int(attempt)) for pos, attempt in pairs]
 
     def finish(self, finishes: Sequence[Finish]) -> list[bool]:
         if not finishes:
             return []
-        keys = [f"{self.prefix}:counts", f"{self.prefix}:results"]
+        keys = [f"{self.prefix}:{k}" for k in ("counts", "results", "leases", "reasons")]
         args: list[Any] = []
         for item in finishes:
             out = item.outcome
             keys.append(self.trial_key(out.number))
             values = dumps(out.values) if out.values is not None else ""
             args += [
+                out.number,
                 out.attempt,
                 out.state.value,
                 item.ended_at,
@@ -274,8 +302,34 @@ class SweepQueue:
                 out.reason or "",
                 item.metrics_json,
                 out.encode(),
+                item.failure_kind,
             ]
         return [bool(flag) for flag in self._scripts["finish"](keys, args)]
+
+    def renew(self, worker: str, held: Sequence[tuple[int, int]], lease_s: float) -> list[bool]:
+        """Extend the leases of (number, attempt) pairs; False where the trial is not ours."""
+        if not held:
+            return []
+        keys = [f"{self.prefix}:leases", *(self.trial_key(n) for n, _ in held)]
+        args: list[Any] = [worker, int(lease_s * 1000)]
+        for number, attempt in held:
+            args += [number, attempt]
+        return [bool(flag) for flag in self._scripts["renew"](keys, args)]
+
+    def release(self, worker: str, held: Sequence[tuple[int, int]]) -> list[bool]:
+        """Give back claimed trials this worker will not finish; they are queued again."""
+        if not held:
+            return []
+        keys = [f"{self.prefix}:leases", f"{self.prefix}:counts",
+                *(self.trial_key(n) for n, _ in held)]
+        args: list[Any] = [worker]
+        for number, attempt in held:
+            args += [number, attempt]
+        return [bool(flag) for flag in self._scripts["release"](keys, args)]
+
+    def failure_kinds(self) -> dict[str, int]:
+        raw = self.connection.hgetall(f"{self.prefix}:reasons")
+        return {_text(k) or "": int(v) for k, v in raw.items()}
 
     def report(self, report: Report) -> int:
         keys = [

@@ -165,6 +165,10 @@ class SweepSpec(BaseModel):
     pruner: PrunerSpec | None = None
     retries: NonNegInt = 2
     trial_timeout: PosFloat | None = None
+    lease: PosFloat = 20.0
+    """Seconds a running trial stays leased without a heartbeat before it is requeued."""
+    max_trials_per_worker: PosInt | None = None
+    max_worker_memory_mb: PosFloat | None = None
     parallelism: PosInt | None = None
     seed: WInt | None = None
     priors: Annotated[list[dict[str, Any]], PlainValidator(_priors)] = Field(default_factory=list)

@@ -27,7 +27,8 @@ _TOP_KEYS = (
     "method", "parameters", "metric", "metrics", "early_terminate", "name", "description",
     "program", "command", "entity", "project", "run_cap", "apiVersion", "kind", "controller",
     "job", "image_uri", "scheduler", "worker", "sampler", "pruner", "retries", "trial_timeout",
-    "parallelism", "priors", "seed", "hyperparams", "algorithm",
+    "lease", "max_trials_per_worker", "max_worker_memory_mb", "parallelism", "priors", "seed",
+    "hyperparams", "algorithm",
 )
 _SECTION_KEYS = {
     "metric": ("name", "goal", "target", "impute", "impute_while_running"),

@@ -81,5 +81,8 @@ def summary_lines(spec: SweepSpec, space: SpaceView) -> list[str]:
     if spec.priors:
         lines.append(f"priors: {len(spec.priors)} configuration(s) run first")
     lines.append(f"retries: {spec.retries}, trial_timeout: {spec.trial_timeout or 'none'}, "
-                 f"parallelism: {spec.parallelism or 'all workers'}")
+                 f"lease: {spec.lease:g} s, parallelism: {spec.parallelism or 'all workers'}")
+    if spec.max_trials_per_worker or spec.max_worker_memory_mb:
+        lines.append(f"workers recycled after {spec.max_trials_per_worker or 'any number of'} "
+                     f"trials or {spec.max_worker_memory_mb or 'unlimited'} MB")
     return lines

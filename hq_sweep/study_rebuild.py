@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState as OptunaState
 
-from hq_sweep.messages import FINISHED_STATES, TrialState
+from hq_sweep.messages import FINISHED_STATES, TrialOutcome, TrialState
 
 if TYPE_CHECKING:
     from hq_sweep.controller import Controller
@@ -34,6 +34,20 @@ def _state(record: dict[str, str]) -> TrialState | None:
         return TrialState(record.get("state", ""))
     except ValueError:
         return None
+
+
+def outcome_from_record(number: int, record: dict[str, str]) -> TrialOutcome | None:
+    """The outcome a finished record stands for (None while it is not finished)."""
+    state = _state(record)
+    if state not in FINISHED_STATES:
+        return None
+    try:
+        values = json.loads(record["values"]) if record.get("values") else None
+        return TrialOutcome(number, int(record.get("attempt") or 0), TrialState(state),
+                            values=values, reason=record.get("reason") or None)
+    except ValueError as exc:
+        log.warning("trial %d: unreadable finished record (%s)", number, exc)
+        return TrialOutcome(number, 0, TrialState.FAILED, reason="unreadable record")
 
 
 def _finished_trial(

@@ -2,29 +2,36 @@
 
 rq carries batches of trials (JSON only) to a `WarmWorker`, a SimpleWorker subclass, so
 `setup()` state and CUDA contexts survive from one trial to the next. rq's job status is
-transport; each trial's truth (state, attempt, result) lives in hq-sweep's own keys.
+transport; each trial's truth (state, attempt, lease, result) lives in hq-sweep's own keys.
+
+Signals: a first SIGTERM finishes the current trial (within `term_grace_s`), gives back the
+unstarted ones and exits DRAINED; a second SIGTERM gives back the current trial too and exits
+REQUEUED at once; SIGUSR1 (Slurm's `--signal` warning) drains like the first SIGTERM and exits
+WALLTIME. See exitcodes.py.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import os
+import signal
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
-from optuna import TrialPruned
 from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from hq_sweep.messages import Report, TrialOutcome, TrialState, TrialTask, dumps
+from hq_sweep import exitcodes
+from hq_sweep.backoff import patiently
+from hq_sweep.messages import TrialOutcome, TrialState, TrialTask
 from hq_sweep.queue import Claim, Finish, SweepQueue
-from hq_sweep.trial import AttemptSuperseded, Trial
-from hq_sweep.usercode import InvalidResult, Objective, normalize_result
+from hq_sweep.trial_exec import TrialExecutor
 
 log = logging.getLogger("hq_sweep.worker")
 
@@ -32,100 +39,125 @@ log = logging.getLogger("hq_sweep.worker")
 # the duration of each job (the same pattern rq uses for get_current_job()).
 _current_runner: contextvars.ContextVar[TrialRunner] = contextvars.ContextVar("hq_sweep_runner")
 
-_REASON_LIMIT = 4000
-
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
-    lease_s: float = 60.0
-    heartbeat_s: float = 2.0
+    lease_s: float = 20.0
     flush_interval_s: float = 0.05  # results wait at most this long to be batched
     poll_s: int = 1  # how often an idle worker checks whether the sweep has ended
+    term_grace_s: float = 60.0  # after a first SIGTERM, how long the current trial may run
+    timeout_grace_s: float = 5.0  # past trial_timeout: time to interrupt before replacing us
+    max_trials: int | None = None
+    max_rss_mb: float | None = None
+    redis_patience_s: float = 300.0
+
+    @property
+    def heartbeat_s(self) -> float:
+        return max(0.05, self.lease_s / 4)
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (not its peak), in MB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 class TrialRunner:
     """Runs claimed trials with the warm state and records how each attempt ended."""
 
-    def __init__(
-        self,
-        queue: SweepQueue,
-        name: str,
-        objective: Objective,
-        state: Any,
-        nest: Any,
-        metric_names: Sequence[str],
-        options: WorkerOptions,
-    ) -> None:
+    def __init__(self, queue: SweepQueue, name: str, executor: TrialExecutor,
+                 options: WorkerOptions) -> None:
         self.queue = queue
         self.name = name
-        self.objective = objective
-        self.state = state
-        self.nest = nest
-        self.metric_names = list(metric_names)
+        self.executor = executor
         self.options = options
         self.trials_run = 0
+        self.stop_code: int | None = None
+        self.held: dict[int, Claim] = {}  # claimed, result not yet recorded
+        self.pending: list[Finish] = []  # finished, not yet flushed to Redis
+        self.lock = threading.RLock()
+
+    def _redis(self, what: str, call: Any) -> Any:
+        return patiently(call, what, self.options.redis_patience_s)
 
     def run_batch(self, tasks: Sequence[TrialTask]) -> int:
-        claims = self.queue.claim(tasks, self.name, self.options.lease_s)
-        pending: list[Finish] = []
+        claims: list[Claim] = self._redis("claim", lambda: self.queue.claim(
+            tasks, self.name, self.options.lease_s))
+        with self.lock:
+            self.held.update((c.task.number, c) for c in claims)
         last_flush = time.monotonic()
-        for claim in claims:
-            finish = self.execute(claim)
-            if finish is not None:
-                pending.append(finish)
+        for index, claim in enumerate(claims):
+            if self.stop_code is not None:
+                self.give_back(claims[index:])
+                break
+            finish = self.executor.execute(claim)
+            with self.lock:
+                if finish is not None:
+                    self.pending.append(finish)
+                else:  # superseded: another attempt owns it
+                    self.held.pop(claim.task.number, None)
+            self.trials_run += 1
+            self._check_recycling()
             if time.monotonic() - last_flush >= self.options.flush_interval_s:
-                self.queue.finish(pending)
-                pending, last_flush = [], time.monotonic()
-        self.queue.finish(pending)
+                self.flush()
+                last_flush = time.monotonic()
+        self.flush()
         return len(claims)
 
-    def execute(self, claim: Claim) -> Finish | None:
-        task = claim.task
+    def flush(self) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, []
+        if pending:
+            self._redis("record results", lambda: self.queue.finish(pending))
+            with self.lock:
+                for item in pending:
+                    self.held.pop(item.outcome.number, None)
 
-        def reporter(step: int, value: float) -> int:
-            return self.queue.report(Report(task.number, claim.attempt, step, value))
+    def give_back(self, claims: Sequence[Claim]) -> None:
+        """Release claimed trials we will not finish and hand them to other workers."""
+        held = [(c.task.number, c.attempt) for c in claims]
+        released = self._redis("release", lambda: self.queue.release(self.name, held))
+        tasks = [c.task for c, ok in zip(claims, released, strict=True) if ok]
+        self._redis("requeue", lambda: self.queue.enqueue_jobs(tasks))
+        with self.lock:
+            for number, _ in held:
+                self.held.pop(number, None)
+        if tasks:
+            log.info("%s: gave back %d trial(s)", self.name, len(tasks))
 
-        trial = Trial(task.number, claim.attempt, task.params, self.nest(task.params), reporter)
-        started = time.perf_counter()
-        try:
-            state, values, metrics, reason = self._call_objective(trial)
-        except AttemptSuperseded:
-            return None  # another attempt owns the trial now; our result would be fenced off
-        self.trials_run += 1
-        if state is TrialState.FAILED:
-            log.warning("trial %d failed: %s", task.number, (reason or "").strip().splitlines()[-1])
-        outcome = TrialOutcome(
-            number=task.number,
-            attempt=claim.attempt,
-            state=state,
-            values=values,
-            reason=reason,
-            duration=time.perf_counter() - started,
-            worker=self.name,
-        )
-        metrics_json = dumps({**metrics, **trial.user_attrs}) if metrics or trial.user_attrs else ""
-        return Finish(outcome, ended_at=time.time(), metrics_json=metrics_json)
+    def abandon(self, code: int) -> None:
+        """Record what is finished, give back everything else, and exit now."""
+        self.flush()
+        with self.lock:
+            claims = list(self.held.values())
+        self.give_back(claims)
+        self.queue.forget_worker(self.name)
+        os._exit(code)
 
-    def _call_objective(
-        self, trial: Trial
-    ) -> tuple[TrialState, list[float] | None, dict[str, Any], str | None]:
-        """How the objective ended: (state, values, metrics, reason)."""
-        try:
-            values, metrics = normalize_result(self.objective(trial, self.state),
-                                               self.metric_names)
-            return TrialState.COMPLETE, values, metrics, None
-        except TrialPruned:
-            last = [trial.last_value] if trial.last_value is not None else None
-            return TrialState.PRUNED, last, {}, f"pruned at step {trial.last_step}"
-        except AttemptSuperseded:
-            raise
-        except InvalidResult as exc:
-            return TrialState.FAILED, None, {}, str(exc)
-        except Exception:  # the user's objective may raise anything: it costs this trial only
-            return TrialState.FAILED, None, {}, traceback.format_exc()[-_REASON_LIMIT:]
+    def stop(self, code: int) -> None:
+        if self.stop_code is None:
+            self.stop_code = code
+
+    def _check_recycling(self) -> None:
+        opts = self.options
+        if opts.max_trials is not None and self.trials_run >= opts.max_trials:
+            log.info("%s: %d trials run; recycling", self.name, self.trials_run)
+            self.stop(exitcodes.RECYCLE)
+        elif opts.max_rss_mb is not None and (used := rss_mb()) > opts.max_rss_mb:
+            log.info("%s: %.0f MB resident > %.0f MB; recycling", self.name, used,
+                     opts.max_rss_mb)
+            self.stop(exitcodes.RECYCLE)
 
     def sweep_over(self) -> bool:
         return self.queue.state() != "running"
+
+    def exit_code(self) -> int:
+        if self.stop_code is not None:
+            return self.stop_code
+        try:
+            return exitcodes.OK if self.sweep_over() else exitcodes.ERROR
+        except Exception:  # Redis gone: the launcher should start us again
+            return exitcodes.ERROR
 
 
 def run_trial_batch(sweep_id: str, tasks: list[Any]) -> int:
@@ -134,23 +166,17 @@ def run_trial_batch(sweep_id: str, tasks: list[Any]) -> int:
     if runner is None:
         raise RuntimeError("run_trial_batch runs only inside hq-sweep's warm worker")
     if runner.queue.sweep_id != sweep_id:
-        raise RuntimeError(
-            f"job for sweep {sweep_id!r} reached a worker of {runner.queue.sweep_id!r}"
-        )
+        raise RuntimeError(f"job for sweep {sweep_id!r} reached a worker of "
+                           f"{runner.queue.sweep_id!r}")
     return runner.run_batch([TrialTask.from_wire(raw) for raw in tasks])
 
 
 class WarmWorker(SimpleWorker):
-    """rq's non-forking worker, with the warm runner in scope and an end-of-sweep check."""
+    """rq's non-forking worker, with the warm runner in scope and hq-sweep's signals."""
 
     def __init__(self, queue: Queue, runner: TrialRunner, name: str) -> None:
-        super().__init__(
-            [queue],
-            name=name,
-            connection=queue.connection,
-            serializer=JSONSerializer,
-            log_job_description=False,
-        )
+        super().__init__([queue], name=name, connection=queue.connection,
+                         serializer=JSONSerializer, log_job_description=False)
         self.runner = runner
 
     def execute_job(self, job: Job, queue: Queue) -> None:
@@ -168,26 +194,85 @@ class WarmWorker(SimpleWorker):
         poll = self.runner.options.poll_s
         while True:
             result = super().dequeue_job_and_maintain_ttl(poll, poll)
-            if result is not None or self._stop_requested or self.runner.sweep_over():
+            if result is not None or self._stop_requested or self.runner.stop_code is not None:
                 return result
+            if patiently(self.runner.sweep_over, "sweep state",
+                         self.runner.options.redis_patience_s):
+                return None
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGUSR1, self._on_usr1)
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        if self.runner.stop_code is None:
+            log.warning("%s: %s: finishing the current trial, then leaving (again: leave now)",
+                        self.name, signal.Signals(signum).name)
+            self.runner.stop(exitcodes.DRAINED)
+            self._stop_requested = True
+            timer = threading.Timer(self.runner.options.term_grace_s, os.kill,
+                                    (os.getpid(), signal.SIGTERM))
+            timer.daemon = True
+            timer.start()
+            return
+        log.warning("%s: second %s: giving the current trial back", self.name,
+                    signal.Signals(signum).name)
+        self.runner.abandon(exitcodes.REQUEUED)
+
+    def _on_usr1(self, signum: int, frame: FrameType | None) -> None:
+        log.warning("%s: SIGUSR1 (walltime near): no new trials; finishing the current one",
+                    self.name)
+        self.runner.stop(exitcodes.WALLTIME)
+        self._stop_requested = True
 
 
 class Heartbeat(threading.Thread):
-    """Tells the controller this worker is alive, from a thread the objective cannot block."""
+    """Keeps this worker's leases alive from a thread the objective cannot block, and
+    replaces the process when a trial overran its timeout and could not be interrupted."""
 
-    def __init__(self, queue: SweepQueue, name: str, info: dict[str, Any], every_s: float) -> None:
+    def __init__(self, runner: TrialRunner, info: dict[str, Any]) -> None:
         super().__init__(name="hq-sweep-heartbeat", daemon=True)
-        self.queue, self.worker_name, self.info, self.every_s = queue, name, info, every_s
+        self.runner, self.info = runner, info
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        while not self.stopped.is_set():
+        runner = self.runner
+        while True:
             try:
-                self.queue.heartbeat(self.worker_name, self.info)
+                self.beat()
             except Exception as exc:  # a Redis hiccup must not kill the heartbeat
-                log.warning("heartbeat failed: %s", exc)
-            self.stopped.wait(self.every_s)
+                log.warning("%s: heartbeat failed: %s", runner.name, exc)
+            if runner.executor.overran(runner.options.timeout_grace_s):
+                self._replace_hung_worker()
+            if self.stopped.wait(runner.options.heartbeat_s):
+                return
+
+    def beat(self) -> None:
+        runner = self.runner
+        runner.queue.heartbeat(runner.name, self.info)
+        with runner.lock:
+            held = [(c.task.number, c.attempt) for c in runner.held.values()]
+        kept = runner.queue.renew(runner.name, held, runner.options.lease_s)
+        for (number, _), ok in zip(held, kept, strict=True):
+            if not ok:
+                runner.executor.mark_superseded(number)
+
+    def _replace_hung_worker(self) -> None:
+        runner = self.runner
+        current = runner.executor.current
+        if current is None:
+            return
+        log.error("%s: trial %d overran its timeout and cannot be interrupted; replacing "
+                  "this worker", runner.name, current.task.number)
+        outcome = TrialOutcome(current.task.number, current.attempt, TrialState.FAILED,
+                               reason="timeout (uninterruptible; worker replaced)",
+                               worker=runner.name)
+        with runner.lock:
+            runner.pending.append(Finish(outcome, time.time(), failure_kind="timeout"))
+        runner.executor.current = None
+        runner.abandon(exitcodes.HUNG)
 
     def stop(self) -> None:
         self.stopped.set()
-        self.join(timeout=self.every_s + 1)
+        self.join(timeout=self.runner.options.heartbeat_s + 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -11,13 +13,15 @@ from typing import Any
 
 import redis
 
+from hq_sweep import exitcodes
 from hq_sweep.env import JobEnvironment
 from hq_sweep.errors import HqSweepError
 from hq_sweep.queue import SweepQueue, SweepRegistry
 from hq_sweep.space import build_space
 from hq_sweep.spec import SweepSpec, parse_spec
 from hq_sweep.trial import WorkerContext
-from hq_sweep.usercode import Objective, UserCode, load_user_code
+from hq_sweep.trial_exec import TrialExecutor
+from hq_sweep.usercode import Objective, UserCode, UserCodeError, load_user_code
 from hq_sweep.worker import Heartbeat, TrialRunner, WarmWorker, WorkerOptions
 
 log = logging.getLogger("hq_sweep.worker")
@@ -68,33 +72,54 @@ def load_objective(spec: SweepSpec, meta: dict[str, str]) -> UserCode:
     return UserCode(setup=None, objective=command_objective)
 
 
+def _options_for(spec: SweepSpec, options: WorkerOptions) -> WorkerOptions:
+    return dataclasses.replace(options, lease_s=spec.lease,
+                               max_trials=spec.max_trials_per_worker,
+                               max_rss_mb=spec.max_worker_memory_mb)
+
+
+def _run_setup(code: UserCode, ctx: WorkerContext) -> Any:
+    if code.setup is None:
+        return None
+    started = time.perf_counter()
+    try:
+        state = code.setup(ctx)
+    except Exception as exc:  # the user's setup may raise anything: report it, exit non-zero
+        log.exception("%s: setup() failed", ctx.worker_name)
+        raise UserCodeError(f"setup() failed: {exc!r}") from exc
+    log.info("%s: setup() took %.2f s", ctx.worker_name, time.perf_counter() - started)
+    return state
+
+
 def run_worker(
     connection: redis.Redis, sweep_id: str | None, options: WorkerOptions, wait_s: float = 60.0
 ) -> int:
-    """Serve one sweep until it ends; returns the process exit code."""
+    """Serve one sweep until it ends or we are told to stop; returns the exit code."""
     sweep_id = wait_for_sweep(connection, sweep_id, wait_s)
     queue = SweepQueue(connection, sweep_id)
     meta = queue.meta()
     spec = parse_spec(json.loads(meta["spec"]), source=f"sweep {sweep_id}")
+    options = _options_for(spec, options)
     code = load_objective(spec, meta)
     job = JobEnvironment.from_env()
     name = job.worker_name()
-    state: Any = None
-    if code.setup is not None:
-        started = time.perf_counter()
-        state = code.setup(WorkerContext(worker_name=name, sweep=sweep_id, spec=spec, job=job))
-        log.info("%s: setup() took %.2f s", name, time.perf_counter() - started)
-    space = build_space(spec)
-    runner = TrialRunner(
-        queue, name, code.objective, state, space.nest, [m.name for m in spec.objectives()], options
-    )
+    state = _run_setup(code, WorkerContext(worker_name=name, sweep=sweep_id, spec=spec, job=job))
+    # Command mode bounds its subprocess itself; Python objectives get the worker's alarm.
+    timeout = None if spec.worker is None else spec.trial_timeout
+    executor = TrialExecutor(queue, name, code.objective, state, build_space(spec).nest,
+                             [m.name for m in spec.objectives()], timeout)
+    runner = TrialRunner(queue, name, executor, options)
     info = {"node": job.node, "gpu": job.gpu, "rank": job.rank, "pid": os.getpid()}
-    heartbeat = Heartbeat(queue, name, info, options.heartbeat_s)
+    heartbeat = Heartbeat(runner, info)
     heartbeat.start()
     try:
         WarmWorker(queue.rq_queue, runner, name).work(logging_level="WARNING")
     finally:
         heartbeat.stop()
-        queue.forget_worker(name)
-    log.info("%s: %d trials run; sweep %s is %s", name, runner.trials_run, sweep_id, queue.state())
-    return 0
+        runner.flush()
+        with contextlib.suppress(redis.exceptions.RedisError):
+            queue.forget_worker(name)
+    code_out = runner.exit_code()
+    log.info("%s: %d trials run; leaving: %s", name, runner.trials_run,
+             exitcodes.describe(code_out))
+    return code_out

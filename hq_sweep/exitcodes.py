@@ -1,0 +1,34 @@
+"""Worker exit codes: why a worker left, so a launcher knows whether to replace it."""
+
+from __future__ import annotations
+
+OK = 0  # the sweep ended
+ERROR = 1  # could not start or a fatal error (bad user module, no sweep)
+DRAINED = 10  # first SIGTERM: finished its current trial, then left
+REQUEUED = 11  # second SIGTERM (or grace period over): gave its trial back and left at once
+WALLTIME = 12  # SIGUSR1 (Slurm's --signal warning): stopped taking trials, finished the current
+RECYCLE = 13  # max_trials_per_worker or the memory limit reached: replace me
+HUNG = 14  # a trial overran trial_timeout and could not be interrupted: replace me
+
+# Exits a launcher answers by starting a fresh worker (setup() runs again there).
+REPLACE = frozenset({RECYCLE, HUNG})
+# Exits that mean "stop": a launcher must not restart these.
+DELIBERATE = frozenset({OK, DRAINED, REQUEUED, WALLTIME})
+
+NAMES = {
+    OK: "sweep ended",
+    ERROR: "error",
+    DRAINED: "drained after SIGTERM",
+    REQUEUED: "requeued its trial after a second SIGTERM",
+    WALLTIME: "drained after SIGUSR1 (walltime warning)",
+    RECYCLE: "recycled (trial count or memory limit)",
+    HUNG: "replaced after an uninterruptible trial timeout",
+}
+
+
+def describe(code: int | None) -> str:
+    if code is None:
+        return "running"
+    if code < 0:
+        return f"killed by signal {-code}"
+    return NAMES.get(code, f"exit code {code}")

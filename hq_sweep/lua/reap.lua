@@ -1,0 +1,41 @@
+-- reap.lua: trials whose lease expired (worker killed, node lost) go back to the queue, or
+-- fail once they have used up their attempts.
+-- KEYS[1]  hqs:s:{id}:leases   ZSET  trial number -> lease deadline (ms, server clock)
+-- KEYS[2]  hqs:s:{id}:counts   HASH  running -1; queued +1 and requeued +1, or failed +1
+-- KEYS[3]  hqs:s:{id}:results  LIST  outcome JSON of trials failed here, for the controller
+-- KEYS[4]  hqs:s:{id}:reasons  HASH  failure kind -> count
+-- ARGV[1]  trial key prefix (hqs:s:{id}:t:) — records are found by number, so this script
+--          touches hqs:s:{id}:t:{num} keys it cannot declare in advance (single-node Redis)
+-- ARGV[2]  attempts allowed (retries + 1)   ARGV[3] most trials to handle in one call
+-- Returns a flat array {number, params JSON, ...} of the trials requeued; the caller hands
+-- them to workers again.
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[3]))
+local requeued = {}
+for _, number in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], number)
+  local key = ARGV[1] .. number
+  if redis.call('HGET', key, 'state') == 'running' then
+    local attempt = tonumber(redis.call('HGET', key, 'attempt'))
+    local used = attempt - tonumber(redis.call('HGET', key, 'released') or '0')
+    redis.call('HDEL', key, 'lease')
+    redis.call('HINCRBY', KEYS[2], 'running', -1)
+    if used >= tonumber(ARGV[2]) then
+      local reason = 'lease expired (worker lost) on each of ' .. used .. ' attempts'
+      redis.call('HSET', key, 'state', 'failed', 'reason', reason,
+                 'ended_at', string.format('%.3f', now_ms / 1000))
+      redis.call('HINCRBY', KEYS[2], 'failed', 1)
+      redis.call('HINCRBY', KEYS[4], 'lease expired', 1)
+      redis.call('RPUSH', KEYS[3], cjson.encode({n = tonumber(number), a = attempt,
+                                                  s = 'failed', r = reason}))
+    else
+      redis.call('HSET', key, 'state', 'queued')
+      redis.call('HINCRBY', KEYS[2], 'queued', 1)
+      redis.call('HINCRBY', KEYS[2], 'requeued', 1)
+      requeued[#requeued + 1] = number
+      requeued[#requeued + 1] = redis.call('HGET', key, 'params')
+    end
+  end
+end
+return requeued

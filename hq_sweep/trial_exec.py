@@ -1,0 +1,133 @@
+"""Running one claimed trial: call the objective, bound its time, and say how it ended."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from optuna import TrialPruned
+
+from hq_sweep.messages import Report, TrialOutcome, TrialState, dumps
+from hq_sweep.queue import Claim, Finish, SweepQueue
+from hq_sweep.trial import AttemptSuperseded, Trial
+from hq_sweep.usercode import InvalidResult, Objective, normalize_result
+
+_REASON_LIMIT = 4000
+
+
+class TrialTimeout(BaseException):
+    """Raised inside the objective when trial_timeout passes.
+
+    A BaseException, so a user's `except Exception:` cannot swallow it.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    state: TrialState
+    values: list[float] | None = None
+    metrics: dict[str, Any] | None = None
+    reason: str | None = None
+    kind: str = ""  # failure kind, counted per kind for `hq-sweep status`
+
+
+def _failure_kind(exc: BaseException) -> str:
+    name = type(exc).__name__
+    return "timeout" if "Timeout" in name else name
+
+
+class TrialExecutor:
+    """Calls `objective(trial, state)` for one claim at a time (in the main thread)."""
+
+    def __init__(self, queue: SweepQueue, worker: str, objective: Objective, state: Any,
+                 nest: Callable[[dict[str, Any]], dict[str, Any]],
+                 metric_names: Sequence[str], timeout_s: float | None) -> None:
+        self.queue, self.worker, self.objective, self.state = queue, worker, objective, state
+        self.nest = nest
+        self.metric_names = list(metric_names)
+        self.timeout_s = timeout_s
+        self.current: Claim | None = None
+        self.started = 0.0
+        self._superseded: set[int] = set()
+        self._lock = threading.Lock()
+
+    def execute(self, claim: Claim) -> Finish | None:
+        """Run one trial; None when another attempt took it over meanwhile."""
+        task = claim.task
+        trial = Trial(task.number, claim.attempt, task.params, self.nest(task.params),
+                      lambda step, value: self._report(claim, step, value))
+        self.current, self.started = claim, time.monotonic()
+        try:
+            ending = self._call(trial)
+        except AttemptSuperseded:
+            return None
+        finally:
+            self.current = None
+        outcome = TrialOutcome(
+            number=task.number, attempt=claim.attempt, state=ending.state, values=ending.values,
+            reason=ending.reason, duration=time.monotonic() - self.started, worker=self.worker,
+        )
+        extra = {**(ending.metrics or {}), **trial.user_attrs}
+        return Finish(outcome, ended_at=time.time(), metrics_json=dumps(extra) if extra else "",
+                      failure_kind=ending.kind)
+
+    def _call(self, trial: Trial) -> Ending:
+        try:
+            with self._alarm():
+                result = self.objective(trial, self.state)
+            values, metrics = normalize_result(result, self.metric_names)
+            return Ending(TrialState.COMPLETE, values, metrics)
+        except TrialPruned:
+            last = [trial.last_value] if trial.last_value is not None else None
+            return Ending(TrialState.PRUNED, last, reason=f"pruned at step {trial.last_step}")
+        except AttemptSuperseded:
+            raise
+        except TrialTimeout:
+            return Ending(TrialState.FAILED, reason=f"timeout: exceeded trial_timeout of "
+                          f"{self.timeout_s:g} s", kind="timeout")
+        except InvalidResult as exc:
+            return Ending(TrialState.FAILED, reason=str(exc), kind="invalid result")
+        except Exception as exc:  # the user's objective may raise anything: it costs this trial
+            return Ending(TrialState.FAILED, reason=traceback.format_exc()[-_REASON_LIMIT:],
+                          kind=_failure_kind(exc))
+
+    @contextlib.contextmanager
+    def _alarm(self) -> Iterator[None]:
+        """SIGALRM interrupts Python code in the main thread once trial_timeout passes."""
+        if not self.timeout_s:
+            yield
+            return
+
+        def on_alarm(signum: int, frame: FrameType | None) -> None:
+            raise TrialTimeout()
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    def _report(self, claim: Claim, step: int, value: float) -> int:
+        with self._lock:
+            if claim.task.number in self._superseded:
+                return -1
+        return self.queue.report(Report(claim.task.number, claim.attempt, step, value))
+
+    def mark_superseded(self, number: int) -> None:
+        """The heartbeat learnt this trial is no longer ours: its next report aborts it."""
+        with self._lock:
+            self._superseded.add(number)
+
+    def overran(self, grace_s: float) -> bool:
+        """The current trial is past its timeout plus grace: the alarm did not stop it."""
+        return (self.timeout_s is not None and self.current is not None
+                and time.monotonic() - self.started > self.timeout_s + grace_s)
