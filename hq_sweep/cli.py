@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from hq_sweep import exitcodes
 from hq_sweep.cli_common import (
     JsonOption,
     RedisOption,
@@ -27,6 +28,7 @@ from hq_sweep.cli_results import register_result_commands
 from hq_sweep.cli_server import server_app
 from hq_sweep.connection import connect, default_state_dir, resolve_redis_url
 from hq_sweep.controller import Controller, ControllerOptions
+from hq_sweep.errors import HqSweepError
 from hq_sweep.launchers.local import REDIS_URL_VAR, LocalLauncher
 from hq_sweep.monitor import watch
 from hq_sweep.queue import SweepQueue, SweepRegistry
@@ -254,7 +256,12 @@ def worker(
     """Run one warm worker in this process (what start-workers launches)."""
     setup_logging()
     connection = connect(resolve_redis_url(redis_url))
-    raise typer.Exit(run_worker(connection, sweep, WorkerOptions(), wait_s=wait))
+    try:
+        code = run_worker(connection, sweep, WorkerOptions(), wait_s=wait)
+    except HqSweepError as exc:  # its user code or sweep cannot work: restarting won't help
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        code = exitcodes.UNUSABLE
+    raise typer.Exit(code)
 
 
 @app.command("start-workers")
@@ -271,14 +278,23 @@ def start_workers(
     console.print(
         f"started {workers} workers (pids {', '.join(str(p.pid) for p in launcher.processes)})"
     )
-    try:
-        launcher.wait(timeout_s=None)
-    except KeyboardInterrupt:
-        launcher.stop()
-        fail("interrupted: workers stopped", 130)
+    _forward_signals(launcher)
+    launcher.wait(timeout_s=None)
     codes = launcher.exit_codes()
-    if any(code != 0 for code in codes):
-        fail(f"workers exited with codes {codes}")
+    if any(code not in exitcodes.DELIBERATE for code in codes):
+        fail("workers ended: " + ", ".join(exitcodes.describe(c) for c in codes))
+    console.print("workers ended: " + ", ".join(exitcodes.describe(c) for c in codes))
+
+
+def _forward_signals(launcher: LocalLauncher) -> None:
+    """SIGTERM/SIGUSR1 (scancel, Slurm's --signal) go on to every worker; workers treat a
+    duplicate arriving within a second (Slurm signals the whole step too) as one."""
+
+    def forward(signum: int, frame: object) -> None:
+        launcher.signal_all(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(sig, forward)
 
 
 def main() -> None:

@@ -49,6 +49,10 @@ def status_command(
         + (f" ({result['finished_reason']})" if result["finished_reason"] else "")
     )
     console.print("  " + "  ".join(f"{k} {v}" for k, v in result["trials"].items()))
+    console.print(f"  requeued {result['requeued']} time(s) (lease expired or handed back)")
+    if result["failures"]:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(result["failures"].items()))
+        console.print(f"  failures by kind: {kinds}  (`hq-sweep export` has each reason)")
     console.print(f"  workers alive: {result['workers']}")
 
 

@@ -72,6 +72,7 @@ class Controller:
         self._workers = (0.0, 1)  # (checked at, live workers)
         self._last_renew = self._last_reap = time.monotonic()
         self.priors = spec.flat_priors()
+        self.told = 0  # trials whose outcome the study has (rebuilt or told here)
 
     # ---- limits -------------------------------------------------------------------------
 
@@ -165,6 +166,7 @@ class Controller:
             self.tell(outcome)
         if outcomes:
             self._publish_best()
+            self.queue.set_told(self.told, len(self.study.trials))
         self._top_up()
 
     def _acquire_lock(self) -> None:
@@ -186,6 +188,7 @@ class Controller:
         reason = self.stop_reason or ("exhausted" if self.exhausted else "run_cap")
         if self.grid is not None and self.next_number >= len(self.grid):
             reason = self.stop_reason or "grid exhausted"
+        self.queue.set_told(self.told, len(self.study.trials))
         self.queue.set_finished(reason)
         self.queue.rq_queue.empty()
         return reason
@@ -253,6 +256,7 @@ class Controller:
         trial = self.pending.pop(outcome.number, None)
         if trial is None:
             return  # already told (e.g. before a restart): each trial is told exactly once
+        self.told += 1
         self.flagged.discard(outcome.number)
         if outcome.state is TrialState.COMPLETE and outcome.values:
             self.durations.append(outcome.duration)
@@ -296,11 +300,10 @@ class Controller:
             self.cancel_queued()
 
     def cancel_queued(self) -> None:
-        cancelled = self.queue.cancel(sorted(self.pending))
-        if cancelled:
-            records = self.queue.load_records(self.next_number)
-            for number in list(self.pending):
-                if records[number].get("state") == TrialState.CANCELLED.value:
+        numbers = sorted(self.pending)
+        if self.queue.cancel(numbers):
+            for number, record in zip(numbers, self.queue.records_for(numbers), strict=True):
+                if record.get("state") == TrialState.CANCELLED.value:
                     self._tell(self.pending.pop(number), OptunaState.FAIL, None)
 
     def _publish_best(self) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 OK = 0  # the sweep ended
-ERROR = 1  # could not start or a fatal error (bad user module, no sweep)
+ERROR = 1  # a crash (Redis gone, an unexpected error): worth restarting
+UNUSABLE = 3  # cannot start: the user's code fails to load or setup() raises, or no sweep
 DRAINED = 10  # first SIGTERM: finished its current trial, then left
 REQUEUED = 11  # second SIGTERM (or grace period over): gave its trial back and left at once
 WALLTIME = 12  # SIGUSR1 (Slurm's --signal warning): stopped taking trials, finished the current
@@ -14,10 +15,13 @@ HUNG = 14  # a trial overran trial_timeout and could not be interrupted: replace
 REPLACE = frozenset({RECYCLE, HUNG})
 # Exits that mean "stop": a launcher must not restart these.
 DELIBERATE = frozenset({OK, DRAINED, REQUEUED, WALLTIME})
+# Restarting these would only fail again the same way.
+NO_RESTART = DELIBERATE | {UNUSABLE}
 
 NAMES = {
     OK: "sweep ended",
     ERROR: "error",
+    UNUSABLE: "cannot start (user code or sweep unusable: see its log)",
     DRAINED: "drained after SIGTERM",
     REQUEUED: "requeued its trial after a second SIGTERM",
     WALLTIME: "drained after SIGUSR1 (walltime warning)",

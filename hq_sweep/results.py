@@ -22,6 +22,9 @@ def status(queue: SweepQueue) -> dict[str, Any]:
         "state": meta.get("state", "unknown"),
         "finished_reason": meta.get("finished_reason") or None,
         "trials": {state: counts.get(state, 0) for state in STATES},
+        "requeued": counts.get("requeued", 0),
+        "failures": queue.failure_kinds(),
+        "told": int(meta.get("told") or 0),
         "workers": queue.live_workers(within_s=10.0),
         "quarantined": queue.quarantined(),
     }

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import redis
 
+from hq_sweep import exitcodes
 from hq_sweep.connection import NoServerError, default_state_dir, redact, resolve_redis_url
 from hq_sweep.controller import Controller, ControllerOptions
 from hq_sweep.errors import HqSweepError
@@ -116,14 +117,15 @@ class LocalRun:
 
     @staticmethod
     def check_workers(thread: ControllerThread, launcher: LocalLauncher) -> None:
-        """Stop the controller if every worker has died before the sweep ended."""
-        if thread.is_alive() and launcher.alive() == 0:
+        """Restart crashed workers; stop the controller if no worker is left to run trials."""
+        launcher.poll()
+        if thread.is_alive() and not launcher.active():
             thread.abort.set()
             thread.join(timeout=10)
-            codes = ", ".join(str(c) for c in launcher.exit_codes())
+            codes = ", ".join(exitcodes.describe(c) for c in launcher.exit_codes())
             raise SweepAborted(
-                f"all {len(launcher.processes)} workers exited (codes {codes}) before the sweep "
-                f"ended; see their logs in {default_state_dir() / 'logs'}"
+                f"all {launcher.count} workers exited ({codes}) before the sweep ended; "
+                f"see their logs in {default_state_dir() / 'logs'}"
             )
 
 

@@ -89,6 +89,7 @@ def rebuild_study(controller: Controller) -> int:
                 controller, latent, state, record, intermediate.get(number, {})
             )
             controller.study.add_trial(frozen)
+            controller.told += 1
             if state is TrialState.COMPLETE:
                 controller.note_best(number, frozen.values)
         elif state in (TrialState.QUEUED, TrialState.RUNNING):

@@ -81,6 +81,9 @@ class TrialRunner:
         return patiently(call, what, self.options.redis_patience_s)
 
     def run_batch(self, tasks: Sequence[TrialTask]) -> int:
+        if self.stop_code is not None:  # stopping: pass the job on unclaimed
+            self._redis("requeue", lambda: self.queue.enqueue_jobs(tasks))
+            return 0
         claims: list[Claim] = self._redis("claim", lambda: self.queue.claim(
             tasks, self.name, self.options.lease_s))
         with self.lock:
@@ -178,6 +181,7 @@ class WarmWorker(SimpleWorker):
         super().__init__([queue], name=name, connection=queue.connection,
                          serializer=JSONSerializer, log_job_description=False)
         self.runner = runner
+        self._first_term = -10.0
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         token = _current_runner.set(self.runner)
@@ -193,6 +197,8 @@ class WarmWorker(SimpleWorker):
         # within a second of the sweep ending instead of waiting on an empty queue.
         poll = self.runner.options.poll_s
         while True:
+            if self._stop_requested or self.runner.stop_code is not None:
+                return None
             result = super().dequeue_job_and_maintain_ttl(poll, poll)
             if result is not None or self._stop_requested or self.runner.stop_code is not None:
                 return result
@@ -206,7 +212,11 @@ class WarmWorker(SimpleWorker):
         signal.signal(signal.SIGUSR1, self._on_usr1)
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if now - self._first_term < 1.0:
+            return  # the same request delivered twice (terminal or Slurm, plus the launcher)
         if self.runner.stop_code is None:
+            self._first_term = now
             log.warning("%s: %s: finishing the current trial, then leaving (again: leave now)",
                         self.name, signal.Signals(signum).name)
             self.runner.stop(exitcodes.DRAINED)

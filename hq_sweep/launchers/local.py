@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from hq_sweep.env import local_worker_env
-from hq_sweep.exitcodes import DELIBERATE, REPLACE, describe
+from hq_sweep.exitcodes import NO_RESTART, REPLACE, describe
 
 REDIS_URL_VAR = "HQ_SWEEP_REDIS_URL"
 # How long wait() blocks between supervision passes: short enough that a crash is noticed
@@ -172,7 +172,7 @@ class LocalLauncher:
         return [slot.rank for slot in self._slots if slot.gave_up]
 
     def _exited(self, slot: _Slot, code: int, now: float) -> None:
-        if self._draining or code in DELIBERATE:
+        if self._draining or code in NO_RESTART:
             self._finish(slot)
             return
         if now - slot.started_at >= self.crash_window_s:
