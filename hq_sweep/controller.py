@@ -62,6 +62,7 @@ class Controller:
         self.grid = self.space.grid() if spec.is_grid else None
         self.pending: dict[int, optuna.trial.Trial] = {}
         self.flagged: set[int] = set()
+        self.steps_seen: dict[int, set[int]] = {}
         self.next_number = 0
         self.exhausted = False
         self.stop_reason: str | None = None
@@ -127,10 +128,17 @@ class Controller:
         if now - self._last_reap > min(1.0, self.spec.lease / 4):
             self._last_reap = now
             requeued = self.queue.reap(self.spec.retries + 1)
-            for start in range(0, len(requeued), self._batch_size()):
-                self.queue.enqueue_jobs(requeued[start : start + self._batch_size()])
             if requeued:
-                log.info("requeued %d trial(s) whose lease expired", len(requeued))
+                log.info("requeued %d trial(s) whose lease expired", requeued)
+            self._wake_if_idle()
+
+    def _wake_if_idle(self) -> None:
+        """Ready trials but no job to send a worker for them (its job died with a worker, or
+        they were requeued): send wake-up jobs. Extra ones cost a worker one empty claim."""
+        queued = self.queue.counts().get("queued", 0)
+        if queued and not self.queue.waiting_jobs():
+            batch = self._batch_size()
+            self.queue.wake(min(self._live_workers(), -(-queued // batch)), batch)
 
     def _keep_lock(self) -> None:
         if self.queue.renew_lock(self.token, self.options.lease_ms):
@@ -258,6 +266,7 @@ class Controller:
             return  # already told (e.g. before a restart): each trial is told exactly once
         self.told += 1
         self.flagged.discard(outcome.number)
+        self.steps_seen.pop(outcome.number, None)
         if outcome.state is TrialState.COMPLETE and outcome.values:
             self.durations.append(outcome.duration)
             self._tell(trial, OptunaState.COMPLETE, outcome.values)
@@ -315,11 +324,19 @@ class Controller:
         self.best_dirty = False
 
     def _prune_decisions(self, reports: list[Report]) -> None:
+        """Feed reports to the study; ask the pruner once per trial for the whole batch."""
+        reported: dict[int, optuna.trial.Trial] = {}
         for report in reports:
             trial = self.pending.get(report.number)
             if trial is None:
-                continue
+                continue  # told already
+            seen = self.steps_seen.setdefault(report.number, set())
+            if report.step in seen:
+                continue  # a step that a retried attempt reports again
+            seen.add(report.step)
             trial.report(report.value, report.step)
-            if report.number not in self.flagged and trial.should_prune():
-                self.flagged.add(report.number)
-                self.queue.flag_prune(report.number)
+            reported[report.number] = trial
+        for number, trial in reported.items():
+            if number not in self.flagged and trial.should_prune():
+                self.flagged.add(number)
+                self.queue.flag_prune(number)

@@ -58,24 +58,10 @@ def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what:
 
 @dataclass(frozen=True, slots=True)
 class TrialTask:
-    """One trial as the controller hands it to workers (inside an rq job's arguments)."""
+    """One trial as a worker claims it: its number and flat parameters."""
 
     number: int
     params: dict[str, Any]
-
-    def to_wire(self) -> list[Any]:
-        return [self.number, self.params]
-
-    @classmethod
-    def from_wire(cls, raw: Any) -> TrialTask:
-        if (
-            not isinstance(raw, list)
-            or len(raw) != 2
-            or not isinstance(raw[0], int)
-            or not isinstance(raw[1], dict)
-        ):
-            raise MessageError(f"trial task: expected [number, params], got {raw!r:.80}")
-        return cls(number=raw[0], params=raw[1])
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ Key schema (every value is JSON or plain text, never pickle):
     hqs:s:{id}:iv:{n}           HASH    step -> intermediate value (exact decimal text)
     hqs:s:{id}:counts           HASH    trial state -> number of trials in it (kept, not scanned),
                                         plus requeued (lease expiries and hand-backs)
+    hqs:s:{id}:ready            LIST    numbers of queued trials, taken by workers' claims
     hqs:s:{id}:leases           ZSET    running trial number -> lease deadline (ms, server clock)
     hqs:s:{id}:reasons          HASH    failure kind -> number of failed trials
     hqs:s:{id}:results          LIST    TrialOutcome JSON, worker -> controller
@@ -20,7 +21,7 @@ Key schema (every value is JSON or plain text, never pickle):
     hqs:s:{id}:lock             STRING  token of the controller holding the sweep (PX lease)
     hqs:s:{id}:workers          HASH    worker name -> heartbeat JSON
     hqs:s:{id}:quarantine       LIST    malformed messages found in our keys, kept for a look
-    rq:queue:hqs-{id}, rq:job:* rq's own keys: transport of trial batches, not truth
+    rq:queue:hqs-{id}, rq:job:* rq's own keys: jobs that send a worker to take ready trials
 
 State changes that must be atomic are Lua scripts in `lua/` (each documents its keys).
 """
@@ -174,35 +175,35 @@ class SweepQueue:
                     },
                 )
                 total += 1
+        pipe.rpush(f"{self.prefix}:ready", *(t.number for batch in batches for t in batch))
         pipe.hincrby(f"{self.prefix}:counts", "queued", total)
         pipe.hset(self.prefix, "next", next_number)
-        jobs = [
-            Queue.prepare_data(
-                RUN_BATCH_FUNC,
-                args=[self.sweep_id, [task.to_wire() for task in batch]],
-                result_ttl=0,
-                failure_ttl=3600,
-                timeout=-1,
-            )
-            for batch in batches
-        ]
-        self.rq_queue.enqueue_many(jobs, pipeline=pipe)
+        self.wake(len(batches), max(len(b) for b in batches), pipeline=pipe)
         pipe.execute()
 
-    def enqueue_jobs(self, tasks: Sequence[TrialTask]) -> None:
-        """Hand already-recorded (requeued or released) trials to workers again."""
-        if tasks:
-            data = Queue.prepare_data(RUN_BATCH_FUNC, args=[self.sweep_id,
-                                      [task.to_wire() for task in tasks]],
-                                      result_ttl=0, failure_ttl=3600, timeout=-1)
-            self.rq_queue.enqueue_many([data])
+    def wake(self, jobs: int, batch: int, pipeline: Any = None) -> None:
+        """Send `jobs` rq jobs, each telling a worker to take up to `batch` ready trials.
 
-    def reap(self, attempts_allowed: int, limit: int = 1000) -> list[TrialTask]:
+        rq carries work to workers; the trials themselves wait in our ready list, so a job
+        lost with a killed worker strands nothing: any later job takes them.
+        """
+        if jobs <= 0:
+            return
+        data = [Queue.prepare_data(RUN_BATCH_FUNC, args=[self.sweep_id, batch], result_ttl=0,
+                                   failure_ttl=3600, timeout=-1) for _ in range(jobs)]
+        pipe = pipeline if pipeline is not None else self.connection.pipeline(transaction=False)
+        self.rq_queue.enqueue_many(data, pipeline=pipe)
+        if pipeline is None:
+            pipe.execute()
+
+    def waiting_jobs(self) -> int:
+        return int(self.rq_queue.count)
+
+    def reap(self, attempts_allowed: int, limit: int = 1000) -> int:
         """Requeue trials whose lease expired (or fail them past their attempts)."""
-        keys = [f"{self.prefix}:{k}" for k in ("leases", "counts", "results", "reasons")]
-        flat = self._scripts["reap"](keys, [f"{self.prefix}:t:", attempts_allowed, limit])
-        return [TrialTask(int(n), loads_object(params, f"trial {int(n)} params"))
-                for n, params in zip(flat[::2], flat[1::2], strict=True)]
+        keys = [f"{self.prefix}:{k}" for k in ("leases", "counts", "results", "reasons",
+                                                 "ready")]
+        return int(self._scripts["reap"](keys, [f"{self.prefix}:t:", attempts_allowed, limit]))
 
     def load_records(self, upto: int) -> list[dict[str, str]]:
         """All trial records 0..upto-1 (for a restarting controller, status and export)."""
@@ -280,13 +281,13 @@ class SweepQueue:
 
     # ---- workers ------------------------------------------------------------------------
 
-    def claim(self, tasks: Sequence[TrialTask], worker: str, lease_s: float) -> list[Claim]:
-        keys = [f"{self.prefix}:counts", f"{self.prefix}:leases",
-                *(self.trial_key(t.number) for t in tasks)]
-        args: list[str | int] = [worker, int(lease_s * 1000), *(t.number for t in tasks)]
+    def claim(self, worker: str, limit: int, lease_s: float) -> list[Claim]:
+        """Take up to `limit` ready trials, leased to `worker`."""
+        keys = [f"{self.prefix}:counts", f"{self.prefix}:leases", f"{self.prefix}:ready"]
+        args: list[str | int] = [worker, int(lease_s * 1000), limit, f"{self.prefix}:t:"]
         flat = self._scripts["claim"](keys, args)
-        pairs = zip(flat[::2], flat[1::2], strict=True)
-        return [Claim(tasks[int(pos) - 1], int(attempt)) for pos, attempt in pairs]
+        return [Claim(TrialTask(int(n), loads_object(params, f"trial {n} params")), int(att))
+                for n, att, params in zip(flat[::3], flat[1::3], flat[2::3], strict=True)]
 
     def finish(self, finishes: Sequence[Finish]) -> list[bool]:
         if not finishes:
@@ -324,7 +325,7 @@ class SweepQueue:
         """Give back claimed trials this worker will not finish; they are queued again."""
         if not held:
             return []
-        keys = [f"{self.prefix}:leases", f"{self.prefix}:counts",
+        keys = [f"{self.prefix}:leases", f"{self.prefix}:counts", f"{self.prefix}:ready",
                 *(self.trial_key(n) for n, _ in held)]
         args: list[Any] = [worker]
         for number, attempt in held:
@@ -335,14 +336,20 @@ class SweepQueue:
         raw = self.connection.hgetall(f"{self.prefix}:reasons")
         return {_text(k) or "": int(v) for k, v in raw.items()}
 
-    def report(self, report: Report) -> int:
-        keys = [
-            self.trial_key(report.number),
-            f"{self.prefix}:iv:{report.number}",
-            f"{self.prefix}:reports",
-        ]
-        args: list[str | int] = [report.attempt, report.step, repr(report.value), report.encode()]
-        return int(self._scripts["report"](keys, args))
+    def report(self, report: Report, feed_pruner: bool = True) -> int:
+        return self.report_many([report], feed_pruner)[0]
+
+    def report_many(self, reports: Sequence[Report], feed_pruner: bool) -> list[int]:
+        """Record intermediate values in one round trip; per report: -1 stale attempt,
+        1 the controller decided to prune that trial, 0 go on."""
+        pipe = self.connection.pipeline(transaction=False)
+        for report in reports:
+            keys = [self.trial_key(report.number), f"{self.prefix}:iv:{report.number}",
+                    f"{self.prefix}:reports"]
+            args: list[str | int] = [report.attempt, report.step, repr(report.value),
+                                     report.encode(), "1" if feed_pruner else "0"]
+            self._scripts["report"](keys, args, client=pipe)
+        return [int(flag) for flag in pipe.execute()]
 
     def heartbeat(self, worker: str, info: dict[str, Any]) -> None:
         self.connection.hset(f"{self.prefix}:workers", worker, dumps({**info, "seen": time.time()}))

@@ -52,6 +52,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import StudyDirection
 from pydantic import ValidationError
 
+from hq_sweep.pruners.wandb_hyperband import WandbHyperbandPruner
 from hq_sweep.spec import PrunerSpec, SpecError, SweepSpec
 from hq_sweep.spec_errors import format_loc, issues_from_validation_error, show
 from hq_sweep.spec_params import ParamGroup, ParamNode, ParamSpec
@@ -397,8 +398,11 @@ def build_sampler(spec: SweepSpec, space: SearchSpace, seed: int | None = None) 
 
 
 def build_pruner(spec: SweepSpec) -> BasePruner:
-    """The Optuna pruner named by ``pruner:``; NopPruner when there is none. W&B's
-    ``early_terminate`` is not an Optuna pruner and is not built here."""
+    """The Optuna pruner named by ``pruner:``; W&B's ``early_terminate`` as a
+    :class:`WandbHyperbandPruner` (judged on the first objective); NopPruner when neither."""
+    if spec.early_terminate is not None:
+        maximize = spec.objectives()[0].maximize
+        return WandbHyperbandPruner(spec.early_terminate, maximize=maximize)
     if spec.pruner is None:
         return NopPruner()
     return _pruner(spec.pruner, "pruner")

@@ -43,12 +43,50 @@ def _failure_kind(exc: BaseException) -> str:
     return "timeout" if "Timeout" in name else name
 
 
+class ReportBuffer:
+    """Intermediate values on their way to Redis, batched so reporting never stalls a trial.
+
+    A report is sent at once when the last send is `interval_s` old (an epoch-long trial
+    reports immediately); a burst of quick reports travels in one round trip. The prune
+    decision comes back with the send, so a trial learns it by its next report at the latest.
+    """
+
+    def __init__(self, queue: SweepQueue, feed_pruner: bool, interval_s: float = 0.05) -> None:
+        self.queue, self.feed_pruner, self.interval_s = queue, feed_pruner, interval_s
+        self.items: list[Report] = []
+        self.verdicts: dict[int, int] = {}  # trial number -> -1 superseded, 1 prune, 0 go on
+        self.last_send = 0.0
+        self.lock = threading.Lock()
+
+    def add(self, report: Report) -> int:
+        with self.lock:
+            self.items.append(report)
+        if time.monotonic() - self.last_send >= self.interval_s:
+            self.send()
+        return self.verdicts.get(report.number, 0)
+
+    def send(self) -> None:
+        with self.lock:
+            items, self.items = self.items, []
+        self.last_send = time.monotonic()
+        if not items:
+            return
+        flags = self.queue.report_many(items, self.feed_pruner)
+        for report, flag in zip(items, flags, strict=True):
+            if flag != 0:
+                self.verdicts[report.number] = flag
+
+    def forget(self, number: int) -> None:
+        self.verdicts.pop(number, None)
+
+
 class TrialExecutor:
     """Calls `objective(trial, state)` for one claim at a time (in the main thread)."""
 
     def __init__(self, queue: SweepQueue, worker: str, objective: Objective, state: Any,
                  nest: Callable[[dict[str, Any]], dict[str, Any]],
-                 metric_names: Sequence[str], timeout_s: float | None) -> None:
+                 metric_names: Sequence[str], timeout_s: float | None,
+                 feed_pruner: bool = False) -> None:
         self.queue, self.worker, self.objective, self.state = queue, worker, objective, state
         self.nest = nest
         self.metric_names = list(metric_names)
@@ -57,6 +95,7 @@ class TrialExecutor:
         self.started = 0.0
         self._superseded: set[int] = set()
         self._lock = threading.Lock()
+        self.reports = ReportBuffer(queue, feed_pruner)
 
     def execute(self, claim: Claim) -> Finish | None:
         """Run one trial; None when another attempt took it over meanwhile."""
@@ -70,6 +109,7 @@ class TrialExecutor:
             return None
         finally:
             self.current = None
+            self.reports.forget(task.number)
         outcome = TrialOutcome(
             number=task.number, attempt=claim.attempt, state=ending.state, values=ending.values,
             reason=ending.reason, duration=time.monotonic() - self.started, worker=self.worker,
@@ -120,7 +160,7 @@ class TrialExecutor:
         with self._lock:
             if claim.task.number in self._superseded:
                 return -1
-        return self.queue.report(Report(claim.task.number, claim.attempt, step, value))
+        return self.reports.add(Report(claim.task.number, claim.attempt, step, value))
 
     def mark_superseded(self, number: int) -> None:
         """The heartbeat learnt this trial is no longer ours: its next report aborts it."""

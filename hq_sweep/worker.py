@@ -29,7 +29,7 @@ from rq.serializers import JSONSerializer
 
 from hq_sweep import exitcodes
 from hq_sweep.backoff import patiently
-from hq_sweep.messages import TrialOutcome, TrialState, TrialTask
+from hq_sweep.messages import TrialOutcome, TrialState
 from hq_sweep.queue import Claim, Finish, SweepQueue
 from hq_sweep.trial_exec import TrialExecutor
 
@@ -80,19 +80,26 @@ class TrialRunner:
     def _redis(self, what: str, call: Any) -> Any:
         return patiently(call, what, self.options.redis_patience_s)
 
-    def run_batch(self, tasks: Sequence[TrialTask]) -> int:
-        if self.stop_code is not None:  # stopping: pass the job on unclaimed
-            self._redis("requeue", lambda: self.queue.enqueue_jobs(tasks))
-            return 0
-        claims: list[Claim] = self._redis("claim", lambda: self.queue.claim(
-            tasks, self.name, self.options.lease_s))
+    def run_batch(self, batch: int) -> int:
+        """Take up to `batch` ready trials at a time and run them, until none are ready."""
+        total = 0
+        while self.stop_code is None:
+            claims: list[Claim] = self._redis("claim", lambda: self.queue.claim(
+                self.name, batch, self.options.lease_s))
+            if not claims:
+                break
+            total += self._run_claims(claims)
+        self.flush()
+        return total
+
+    def _run_claims(self, claims: list[Claim]) -> int:
         with self.lock:
             self.held.update((c.task.number, c) for c in claims)
         last_flush = time.monotonic()
         for index, claim in enumerate(claims):
             if self.stop_code is not None:
                 self.give_back(claims[index:])
-                break
+                return index
             finish = self.executor.execute(claim)
             with self.lock:
                 if finish is not None:
@@ -104,10 +111,11 @@ class TrialRunner:
             if time.monotonic() - last_flush >= self.options.flush_interval_s:
                 self.flush()
                 last_flush = time.monotonic()
-        self.flush()
         return len(claims)
 
     def flush(self) -> None:
+        # Reports first: the controller must see a trial's values before its result.
+        self._redis("record reports", self.executor.reports.send)
         with self.lock:
             pending, self.pending = self.pending, []
         if pending:
@@ -120,13 +128,13 @@ class TrialRunner:
         """Release claimed trials we will not finish and hand them to other workers."""
         held = [(c.task.number, c.attempt) for c in claims]
         released = self._redis("release", lambda: self.queue.release(self.name, held))
-        tasks = [c.task for c, ok in zip(claims, released, strict=True) if ok]
-        self._redis("requeue", lambda: self.queue.enqueue_jobs(tasks))
+        count = sum(released)
+        self._redis("wake workers", lambda: self.queue.wake(1 if count else 0, count))
         with self.lock:
             for number, _ in held:
                 self.held.pop(number, None)
-        if tasks:
-            log.info("%s: gave back %d trial(s)", self.name, len(tasks))
+        if count:
+            log.info("%s: gave back %d trial(s)", self.name, count)
 
     def abandon(self, code: int) -> None:
         """Record what is finished, give back everything else, and exit now."""
@@ -163,15 +171,15 @@ class TrialRunner:
             return exitcodes.ERROR
 
 
-def run_trial_batch(sweep_id: str, tasks: list[Any]) -> int:
-    """The rq job function: run a batch of trials on the current warm worker."""
+def run_trial_batch(sweep_id: str, batch: int) -> int:
+    """The rq job function: run ready trials, `batch` at a time, on the current warm worker."""
     runner = _current_runner.get(None)
     if runner is None:
         raise RuntimeError("run_trial_batch runs only inside hq-sweep's warm worker")
     if runner.queue.sweep_id != sweep_id:
         raise RuntimeError(f"job for sweep {sweep_id!r} reached a worker of "
                            f"{runner.queue.sweep_id!r}")
-    return runner.run_batch([TrialTask.from_wire(raw) for raw in tasks])
+    return runner.run_batch(int(batch))
 
 
 class WarmWorker(SimpleWorker):

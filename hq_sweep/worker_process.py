@@ -106,8 +106,10 @@ def run_worker(
     state = _run_setup(code, WorkerContext(worker_name=name, sweep=sweep_id, spec=spec, job=job))
     # Command mode bounds its subprocess itself; Python objectives get the worker's alarm.
     timeout = None if spec.worker is None else spec.trial_timeout
+    prunes = spec.early_terminate is not None or (
+        spec.pruner is not None and spec.pruner.name != "nop")
     executor = TrialExecutor(queue, name, code.objective, state, build_space(spec).nest,
-                             [m.name for m in spec.objectives()], timeout)
+                             [m.name for m in spec.objectives()], timeout, feed_pruner=prunes)
     runner = TrialRunner(queue, name, executor, options)
     info = {"node": job.node, "gpu": job.gpu, "rank": job.rank, "pid": os.getpid()}
     heartbeat = Heartbeat(runner, info)

@@ -1,27 +1,34 @@
--- claim.lua: a worker takes queued trials; each claimed trial becomes running with attempt+1
--- and a lease that the worker's heartbeat must renew (see renew.lua, reap.lua).
--- KEYS[1]     hqs:s:{id}:counts   HASH  state -> count (queued -1, running +1 per claim)
--- KEYS[2]     hqs:s:{id}:leases   ZSET  trial number -> lease deadline (ms, server clock)
--- KEYS[3..n]  hqs:s:{id}:t:{num}  HASH  trial records (state, attempt, worker, started_at, lease)
--- ARGV[1] worker name   ARGV[2] lease length (ms)   ARGV[3..] trial numbers, in KEYS order
--- Returns a flat array {position, attempt, ...}: position is the 1-based index among
--- KEYS[3..n] of each trial claimed. Trials not queued (cancelled, already taken) are skipped.
--- Times come from the server's clock, so workers on other nodes need no clock agreement.
+-- claim.lua: a worker takes up to N trials from the ready list; each becomes running with
+-- attempt+1 and a lease that the worker's heartbeat renews (see renew.lua, reap.lua). Taking
+-- from the list and leasing happen in one step, so a worker killed at any moment leaves each
+-- trial either still ready or leased — never stranded.
+-- KEYS[1]  hqs:s:{id}:counts   HASH  state -> count (queued -1, running +1 per claim)
+-- KEYS[2]  hqs:s:{id}:leases   ZSET  trial number -> lease deadline (ms, server clock)
+-- KEYS[3]  hqs:s:{id}:ready    LIST  numbers of queued trials, oldest first
+-- ARGV[1] worker name   ARGV[2] lease length (ms)   ARGV[3] most trials to take
+-- ARGV[4] trial key prefix (hqs:s:{id}:t:) — records hqs:s:{id}:t:{num} are found by number
+--         (state, attempt, worker, started_at, lease set; params read), single-node Redis
+-- Returns a flat array {number, attempt, params JSON, ...}. Numbers whose trial is no longer
+-- queued (cancelled) are dropped from the list and skipped.
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local deadline = now_ms + tonumber(ARGV[2])
 local claimed = {}
-for i = 3, #KEYS do
-  local key = KEYS[i]
+local wanted = tonumber(ARGV[3])
+while #claimed < wanted * 3 do
+  local number = redis.call('LPOP', KEYS[3])
+  if not number then break end
+  local key = ARGV[4] .. number
   if redis.call('HGET', key, 'state') == 'queued' then
     local attempt = redis.call('HINCRBY', key, 'attempt', 1)
     redis.call('HSET', key, 'state', 'running', 'worker', ARGV[1],
                'started_at', string.format('%.3f', now_ms / 1000), 'lease', deadline)
-    redis.call('ZADD', KEYS[2], deadline, ARGV[i])
+    redis.call('ZADD', KEYS[2], deadline, number)
     redis.call('HINCRBY', KEYS[1], 'queued', -1)
     redis.call('HINCRBY', KEYS[1], 'running', 1)
-    claimed[#claimed + 1] = i - 2
+    claimed[#claimed + 1] = tonumber(number)
     claimed[#claimed + 1] = attempt
+    claimed[#claimed + 1] = redis.call('HGET', key, 'params')
   end
 end
 return claimed

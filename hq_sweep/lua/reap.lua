@@ -4,15 +4,15 @@
 -- KEYS[2]  hqs:s:{id}:counts   HASH  running -1; queued +1 and requeued +1, or failed +1
 -- KEYS[3]  hqs:s:{id}:results  LIST  outcome JSON of trials failed here, for the controller
 -- KEYS[4]  hqs:s:{id}:reasons  HASH  failure kind -> count
+-- KEYS[5]  hqs:s:{id}:ready    LIST  requeued trial numbers are pushed back here
 -- ARGV[1]  trial key prefix (hqs:s:{id}:t:) — records are found by number, so this script
 --          touches hqs:s:{id}:t:{num} keys it cannot declare in advance (single-node Redis)
 -- ARGV[2]  attempts allowed (retries + 1)   ARGV[3] most trials to handle in one call
--- Returns a flat array {number, params JSON, ...} of the trials requeued; the caller hands
--- them to workers again.
+-- Returns how many trials were requeued; the caller wakes workers for them.
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[3]))
-local requeued = {}
+local requeued = 0
 for _, number in ipairs(expired) do
   redis.call('ZREM', KEYS[1], number)
   local key = ARGV[1] .. number
@@ -33,8 +33,8 @@ for _, number in ipairs(expired) do
       redis.call('HSET', key, 'state', 'queued')
       redis.call('HINCRBY', KEYS[2], 'queued', 1)
       redis.call('HINCRBY', KEYS[2], 'requeued', 1)
-      requeued[#requeued + 1] = number
-      requeued[#requeued + 1] = redis.call('HGET', key, 'params')
+      redis.call('RPUSH', KEYS[5], number)
+      requeued = requeued + 1
     end
   end
 end

@@ -9,6 +9,7 @@ import pytest
 from hq_sweep.connection import connect
 from hq_sweep.messages import Report, TrialOutcome, TrialState, TrialTask
 from hq_sweep.queue import Finish, SweepQueue, SweepRegistry
+from tests.integration.helpers import poll
 
 pytestmark = pytest.mark.integration
 
@@ -34,19 +35,20 @@ def test_sweep_ids_are_unique(redis_url: str) -> None:
 
 
 def test_claim_finish_and_counts(redis_url: str) -> None:
-    queue, tasks = _queue(redis_url)
+    queue, _ = _queue(redis_url)
     assert queue.counts() == {"queued": 3}
-    claims = queue.claim(tasks, "w", lease_s=30)
-    assert [(c.task.number, c.attempt) for c in claims] == [(0, 1), (1, 1), (2, 1)]
-    assert queue.claim(tasks, "other", lease_s=30) == []  # nobody takes a running trial
+    claims = queue.claim("w", 10, lease_s=30)
+    assert [(c.task.number, c.attempt, c.task.params) for c in claims] == [
+        (0, 1, {"x": 0}), (1, 1, {"x": 1}), (2, 1, {"x": 2})]
+    assert queue.claim("other", 10, lease_s=30) == []  # nobody takes a running trial
     assert queue.finish([_finish(0, 1), _finish(1, 1)]) == [True, True]
     assert queue.counts() == {"queued": 0, "running": 1, "complete": 2}
     assert [o.number for o in queue.pop_results(10, 0)] == [0, 1]
 
 
 def test_stale_and_repeated_results_are_fenced_off(redis_url: str) -> None:
-    queue, tasks = _queue(redis_url, 1)
-    queue.claim(tasks, "w", lease_s=30)
+    queue, _ = _queue(redis_url, 1)
+    queue.claim("w", 1, lease_s=30)
     assert queue.finish([_finish(0, 2)]) == [False]  # an attempt that never was
     assert queue.finish([_finish(0, 1)]) == [True]
     assert queue.finish([_finish(0, 1)]) == [False]  # told once only
@@ -55,8 +57,8 @@ def test_stale_and_repeated_results_are_fenced_off(redis_url: str) -> None:
 
 
 def test_report_records_value_and_returns_prune_decision(redis_url: str) -> None:
-    queue, tasks = _queue(redis_url, 1)
-    queue.claim(tasks, "w", lease_s=30)
+    queue, _ = _queue(redis_url, 1)
+    queue.claim("w", 1, lease_s=30)
     assert queue.report(Report(0, 1, 0, 0.9583333333333334)) == 0
     queue.flag_prune(0)
     assert queue.report(Report(0, 1, 1, 0.5)) == 1
@@ -66,11 +68,11 @@ def test_report_records_value_and_returns_prune_decision(redis_url: str) -> None
 
 
 def test_cancel_only_touches_queued_trials(redis_url: str) -> None:
-    queue, tasks = _queue(redis_url, 3)
-    queue.claim(tasks[:1], "w", lease_s=30)
+    queue, _ = _queue(redis_url, 3)
+    queue.claim("w", 1, lease_s=30)
     assert queue.cancel([0, 1, 2]) == 2
     assert queue.counts() == {"queued": 0, "running": 1, "cancelled": 2}
-    assert queue.claim(tasks, "w", lease_s=30) == []
+    assert queue.claim("w", 10, lease_s=30) == []
 
 
 def test_garbage_in_results_is_quarantined(redis_url: str) -> None:
@@ -89,3 +91,46 @@ def test_controller_lock_is_exclusive_and_renewable(redis_url: str) -> None:
     assert not queue.acquire_lock("b", 5000)
     queue.release_lock("a")
     assert queue.acquire_lock("b", 5000)
+
+
+def test_claim_takes_at_most_the_batch_in_order(redis_url: str) -> None:
+    queue, _ = _queue(redis_url, 5)
+    assert [c.task.number for c in queue.claim("w", 2, lease_s=30)] == [0, 1]
+    assert [c.task.number for c in queue.claim("v", 2, lease_s=30)] == [2, 3]
+    assert queue.waiting_jobs() == 1  # one wake-up job for the one batch enqueued
+
+
+def test_expired_leases_are_requeued_then_failed_past_retries(redis_url: str) -> None:
+    queue, _ = _queue(redis_url, 1)
+    [claim] = queue.claim("w", 1, lease_s=0.001)
+    assert claim.attempt == 1
+    poll(lambda: queue.reap(attempts_allowed=2) == 1, 5, "the first lease to expire")
+    [claim] = queue.claim("w", 1, lease_s=0.001)
+    assert claim.attempt == 2
+    poll(lambda: queue.reap(attempts_allowed=2) == 0
+         and queue.records_for([0])[0]["state"] == "failed", 5, "the second lease to expire")
+    record = queue.records_for([0])[0]
+    assert record["state"] == "failed" and "lease expired" in record["reason"]
+    assert queue.counts()["requeued"] == 1 and queue.failure_kinds() == {"lease expired": 1}
+    assert [o.state.value for o in queue.pop_results(10, 0)] == ["failed"]
+    assert queue.finish([_finish(0, 2)]) == [False]  # the lost worker's late result is fenced
+
+
+def test_release_requeues_without_using_an_attempt(redis_url: str) -> None:
+    queue, _ = _queue(redis_url, 2)
+    claims = queue.claim("w", 2, lease_s=30)
+    held = [(c.task.number, c.attempt) for c in claims]
+    assert queue.release("other", held) == [False, False]  # only the holder may release
+    assert queue.release("w", held) == [True, True]
+    again = queue.claim("v", 2, lease_s=30)
+    assert [(c.task.number, c.attempt) for c in again] == [(1, 2), (0, 2)]
+    assert queue.finish([_finish(0, 1)]) == [False]  # fencing stays monotonic
+
+
+def test_renew_keeps_only_our_leases(redis_url: str) -> None:
+    queue, _ = _queue(redis_url, 1)
+    [claim] = queue.claim("w", 1, lease_s=0.5)
+    assert queue.renew("w", [(0, claim.attempt)], lease_s=30) == [True]
+    assert queue.renew("x", [(0, claim.attempt)], lease_s=30) == [False]
+    assert queue.renew("w", [(0, claim.attempt + 1)], lease_s=30) == [False]
+

@@ -1,0 +1,329 @@
+"""W&B's hyperband early termination (hq_sweep.pruners.wandb_hyperband): milestones, the
+threshold arithmetic, strict and best-so-far conditions, and the Optuna pruner in a study.
+
+Conventions (wandb/sweeps hyperband_stopping.py): r = 1/eta; at milestone b the threshold is
+sorted(v)[int(r*len(v))] over v = history[b] (0-based) of every run with len(history) > b; a
+running run is judged at its last milestone b < len(history) and stops when its value is > it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hq_sweep.pruners import WandbHyperbandPruner, should_stop
+from hq_sweep.pruners.wandb_hyperband import band_threshold, closest_band, metric_history
+from hq_sweep.space import build_pruner
+from hq_sweep.spec import parse_spec
+from hq_sweep.spec_parts import EarlyTerminate
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+Runs = dict[str, tuple[str, list[Any]]]  # name -> (state, logged metric values)
+
+
+def et(**options: Any) -> EarlyTerminate:
+    return EarlyTerminate.model_validate({"type": "hyperband", **options})
+
+
+def stopped(runs: Runs, *, strict: bool = True, maximize: bool = False, **options: Any) -> set[str]:
+    rule = et(**options)
+    return should_stop({name: values for name, (_, values) in runs.items()},
+                       [name for name, (state, _) in runs.items() if state == "running"],
+                       milestones=rule.milestones(), eta=rule.eta, strict=strict,
+                       maximize=maximize)
+
+
+# ---------------------------------------------------------------------------- milestones
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    # max_iter/eta^k for k = 1..s, int() of each, sorted: 81/3=27, 9, 3
+    ({"max_iter": 81, "eta": 3, "s": 3}, [3, 9, 27]),
+    ({"max_iter": 18, "eta": 3, "s": 2}, [2, 6]),  # W&B test_init_from_max_iter
+    ({"max_iter": 5, "eta": 2, "s": 2}, [1, 2]),  # 2.5 -> 2, 1.25 -> 1
+    ({"max_iter": 10, "eta": 3, "s": 5}, [1, 3]),  # 3.33, 1.11, then 0.37 < 1 ends the loop
+    # min_iter*eta^k for k = 0..99 (W&B's range(100)); the first few:
+    ({"min_iter": 3, "eta": 3}, [3, 9, 27]),  # W&B test_hyperband_min_iter_bands
+    ({"min_iter": 30, "eta": 1.5}, [30, 45, 67]),  # 30, 45, int(67.5); W&B's hyper_data tests
+    ({"min_iter": 1}, [1, 3, 9, 27]),  # eta defaults to 3
+])
+def test_milestones(options: dict[str, Any], expected: list[int]) -> None:
+    milestones = et(**options).milestones()
+    if "min_iter" in options:
+        assert len(milestones) == 100
+        milestones = milestones[: len(expected)]
+    assert milestones == expected
+
+
+# ------------------------------------------------------------------------- the pieces
+
+
+def test_metric_history_keeps_finite_numbers_in_order_and_negates_for_maximize() -> None:
+    raw = [1.0, math.nan, None, True, "NaN", math.inf, -math.inf, 2, np.float32(3.0)]
+    assert metric_history(raw, maximize=False) == [1.0, 2, 3.0]
+    assert metric_history(raw, maximize=True) == [-1.0, -2, -3.0]
+
+
+@pytest.mark.parametrize(("length", "band"), [(0, -1), (1, -1), (2, 1), (3, 1), (4, 3), (99, 3)])
+def test_closest_band_is_the_last_milestone_below_the_length(length: int, band: int) -> None:
+    assert closest_band([1, 3], length) == band
+
+
+def test_band_threshold_arithmetic() -> None:
+    histories = [[0, 5], [0, 1], [0, 3], [0, 4], [9]]  # [9] is too short for band 1
+    # values at index 1: [5, 1, 3, 4] -> sorted [1, 3, 4, 5]; eta 3: int(4/3) = 1 -> 3
+    assert band_threshold(histories, 1, 3) == 3
+    # eta 2: int(0.5 * 4) = 2 -> 4
+    assert band_threshold(histories, 1, 2) == 4
+    assert band_threshold(histories, 2, 3) == math.inf  # nobody has 3 values
+
+
+def test_threshold_index_is_int_of_r_times_n_not_n_over_eta() -> None:
+    # 33 values 0..32 at index 1, eta 1.1: (1.0/1.1)*33 == 30.0 but 33/1.1 == 29.999...
+    histories = [[0.0, float(k)] for k in range(33)]
+    assert band_threshold(histories, 1, 1.1) == 30
+    runs: Runs = {f"f{k}": ("finished", [0.0, float(k)]) for k in range(33) if k != 30}
+    runs["r"] = ("running", [0.0, 30.0])  # 30 > 30 is false: it survives (n/eta would stop it)
+    assert stopped(runs, min_iter=1, eta=1.1) == set()
+
+
+# ---------------------------------------------------- W&B's own tests, ported verbatim
+# wandb/sweeps tests/test_hyperband_stopping.py; each holds with strict on and off.
+
+FIVE_RUNS: Runs = {  # test_5runs_band1_stop_2
+    "a": ("finished", [10, 9]), "b": ("running", [10, 10]), "c": ("running", [10, 8, 8]),
+    "d": ("running", [10, 7, 7]), "e": ("finished", [10, 6, 6])}
+FIVE_RUNS_NOBAND: Runs = {**FIVE_RUNS, "a": ("finished", [10])}  # ..._1stnoband
+ETA_3: Runs = {  # test_eta_3; "bands are at 1 and 3, thresholds are 7 and 4"
+    "a": ("finished", [10, 9]), "b": ("running", [10, 10]),
+    "c": ("running", [10, 8, 8, 3]), "d": ("running", [10, 7, 7, 4]),
+    "e": ("running", [10, 6, 6, 6])}
+ETA_3_MAX: Runs = {name: (state, [-v for v in values]) for name, (state, values) in ETA_3.items()}
+TWO_RUNS: Runs = {"run": ("running", [10] * 4), "run2": ("running", [10 - i for i in range(10)])}
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize(("runs", "options", "maximize", "expected"), [
+    # bands [1, 2]: band 1 values [9, 10, 8, 7, 6] -> sorted[int(5/2)=2] = 8;
+    # band 2 values [8, 7, 6] -> sorted[1] = 7; b: 10 > 8 stop; c: 8 > 7 stop; d: 7 > 7 no
+    (FIVE_RUNS, {"max_iter": 5, "eta": 2, "s": 2}, False, {"b", "c"}),
+    (FIVE_RUNS_NOBAND, {"max_iter": 5, "eta": 2, "s": 2}, False, {"b", "c"}),
+    # bands [1, 3]: band 1 [9, 10, 8, 7, 6] -> sorted[int(5/3)=1] = 7; band 3 [3, 4, 6] -> 4
+    # b judged at 1: 10 > 7; c, d, e at 3: 3, 4 survive, 6 > 4 stops e
+    (ETA_3, {"max_iter": 9, "eta": 3, "s": 2}, False, {"b", "e"}),
+    (ETA_3_MAX, {"max_iter": 9, "eta": 3, "s": 2}, True, {"b", "e"}),
+    # test_init_from_max_iter, bands [2, 6]: band 2 [10, 8] -> sorted[0] = 8; run 10 > 8
+    (TWO_RUNS, {"max_iter": 18, "eta": 3, "s": 2}, False, {"run"}),
+    # test_hyperband_min_iter_bands, bands [3, 9, ...]: band 3 [10, 7] -> 7; run 10 > 7
+    (TWO_RUNS, {"min_iter": 3, "eta": 3}, False, {"run"}),
+    # test_hyperband_min_iter_bands_max: "accuracy" maximized; negated it is TWO_RUNS
+    ({"run": ("running", [10] * 4), "run2": ("running", [10 + i for i in range(10)])},
+     {"min_iter": 3, "eta": 3}, True, {"run"}),
+    # test_single_run: one run is its own threshold
+    ({"run": ("running", [10 - i for i in range(10)])}, {"max_iter": 18, "eta": 3, "s": 2},
+     False, set()),
+    # test_2runs_band1_pass: band 2 [6, 8] -> 6; run: 6 > 6 no
+    ({"run": ("running", [10, 10, 6]), "run2": ("running", [10 - i for i in range(10)])},
+     {"max_iter": 18, "eta": 3, "s": 2}, False, set()),
+])
+def test_ported_wandb_cases(runs: Runs, options: dict[str, Any], maximize: bool,
+                            expected: set[str], strict: bool) -> None:
+    assert stopped(runs, strict=strict, maximize=maximize, **options) == expected
+
+
+# ------------------------------------------------------------------ hand-computed rules
+
+STRICT_VS_BEST: Runs = {
+    "a": ("finished", [5, 4, 3]), "b": ("finished", [5, 4, 1]),
+    "c": ("running", [0, 9, 4]), "d": ("running", [9, 9, 9, 0])}
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_strict_judges_the_value_at_the_milestone_otherwise_the_best(maximize: bool) -> None:
+    runs = STRICT_VS_BEST if not maximize else {
+        name: (state, [-v for v in values]) for name, (state, values) in STRICT_VS_BEST.items()}
+    # milestones [2] (max_iter 4, s 1, eta 2); index 2: a 3, b 1, c 4, d 9 -> [1, 3, 4, 9]
+    # -> sorted[int(0.5*4)=2] = 4. strict: c 4 > 4 no, d 9 > 4 stop.
+    assert stopped(runs, strict=True, maximize=maximize, max_iter=4, s=1, eta=2) == {"d"}
+    # best so far: c min 0, d min 0 (its 4th value, after the milestone, counts): both stay
+    assert stopped(runs, strict=False, maximize=maximize, max_iter=4, s=1, eta=2) == set()
+
+
+def test_maximize_stops_the_low_values() -> None:
+    # milestones [1, 2, ...] (min_iter 1, eta 2); index 1 negated: [-1, -2, -3] ->
+    # sorted[int(0.5*3)=1] = -2: lo -1 > -2 stops, mid ties. Minimizing: [1, 2, 3] -> 2: hi
+    runs: Runs = {"lo": ("running", [0, 1]), "mid": ("running", [0, 2]),
+                  "hi": ("running", [0, 3])}
+    assert stopped(runs, maximize=True, min_iter=1, eta=2) == {"lo"}
+    assert stopped(runs, maximize=False, min_iter=1, eta=2) == {"hi"}
+
+
+def test_runs_shorter_than_a_milestone_neither_count_nor_get_judged() -> None:
+    # milestones [2]: only histories longer than 2 count. index 2: a 1, r 2 -> [1, 2] ->
+    # sorted[int(0.5*2)=1] = 2; r: 2 > 2 no. (Were x [0, 0] counted at its 2nd value, the
+    # threshold would be [0, 1, 2][1] = 1 and r would stop.) s has 2 values: not judged.
+    runs: Runs = {"a": ("finished", [1, 1, 1]), "r": ("running", [2, 2, 2]),
+                  "x": ("finished", [0, 0]), "s": ("running", [50, 50])}
+    assert stopped(runs, max_iter=4, s=1, eta=2) == set()
+
+
+def test_finished_and_failed_runs_set_the_threshold_but_are_never_stopped() -> None:
+    # milestones [1], eta 3: index 1: r 5, f 1, k 2, bad 9 -> [1, 2, 5, 9] -> sorted[1] = 2
+    runs: Runs = {"r": ("running", [0, 5]), "f": ("finished", [0, 1]),
+                  "k": ("failed", [0, 2]), "bad": ("killed", [0, 9])}
+    assert stopped(runs, min_iter=1, eta=3) == {"r"}
+    # alone, r is its own threshold (5 > 5 is false)
+    assert stopped({"r": runs["r"]}, min_iter=1, eta=3) == set()
+
+
+def test_ties_at_the_threshold_survive() -> None:
+    # milestones [1], eta 2: index 1: [1, 2, 2, 3] -> sorted[int(0.5*4)=2] = 2
+    runs: Runs = {"one": ("running", [0, 1]), "tie1": ("running", [0, 2]),
+                  "tie2": ("running", [0, 2]), "three": ("running", [0, 3])}
+    assert stopped(runs, min_iter=1, eta=2) == {"three"}
+
+
+def test_only_the_last_milestone_reached_is_judged() -> None:
+    # milestones [1, 3], eta 3. r fails band 1 (index 1: [1, 2, 9] -> sorted[1] = 2; 9 > 2)
+    # but is judged at band 3 only: index 3: [5, 6, 1] -> sorted[int(3/3)=1] = 5; 1 > 5 no
+    runs: Runs = {"a": ("finished", [0, 1, 1, 5]), "b": ("finished", [0, 2, 2, 6]),
+                  "r": ("running", [0, 9, 9, 1])}
+    assert stopped(runs, max_iter=9, s=2, eta=3) == set()  # milestones [1, 3], eta 3
+    assert stopped(runs, min_iter=1, eta=3) == set()  # [1, 3, 9, ...]
+    assert stopped({**runs, "r": ("running", [0, 9])}, min_iter=1, eta=3) == {"r"}
+
+
+def test_invalid_values_are_dropped_and_shift_positions() -> None:
+    # r's history is [0, 5] once NaN, None and inf go: it reached band 1 with value 5;
+    # index 1: [5, 1, 2] -> sorted[int(3/3)=1] = 2 -> stop
+    runs: Runs = {"r": ("running", [0, math.nan, None, math.inf, 5]),
+                  "f": ("finished", [0, 1]), "g": ("finished", [0, "NaN", 2])}
+    assert stopped(runs, min_iter=1, eta=3) == {"r"}
+
+
+# -------------------------------------------------------------------- the Optuna pruner
+
+CURVES = [  # one worker, trials in this order; milestones [1, 3], eta 3
+    [10, 9, 8, 7, 6],       # 0 never pruned
+    [10, 8, 7, 6, 5],       # 1 step 1: [9, 8] -> sorted[0] = 8, 8 > 8 no; step 3: [7, 6] -> 6
+    [10, 9.5, 5, 5, 5],     # 2 step 1: [9, 8, 9.5] -> sorted[1] = 9; 9.5 (best 9.5) > 9: pruned
+    [4, 9.5, 3, 2, 1],      # 3 step 1: [8, 9, 9.5, 9.5] -> sorted[1] = 9; strict 9.5 > 9: pruned;
+                            #   best 4 stays; step 3: [7, 6, 2] -> sorted[1] = 6; 2 > 6 no
+    [10, 7, 6, 6.5, 6.5],   # 4 step 1: [7, 8, 9, 9.5, 9.5] -> sorted[1] = 8, no; step 3:
+                            #   strict [6, 6.5, 7] -> 6.5, tie; best: [2, 6, 6.5, 7] -> 6, 6 > 6 no
+    [10, 7.5, 7, 6.8, 6.9],  # 5 step 1: [7, 7.5, 8, 9, 9.5, 9.5] -> sorted[2] = 8, no; step 3:
+                            #   strict [6, 6.5, 6.8, 7] -> 6.5, 6.8 > 6.5 pruned;
+                            #   best [2, 6, 6.5, 6.8, 7] -> 6, min 6.8 > 6 pruned
+]
+
+
+def run_sweep(strict: bool, maximize: bool) -> dict[int, int]:
+    """Trial number -> the step it was pruned at, driving a real in-memory study."""
+    spec = parse_spec({
+        "method": "random", "parameters": {"x": {"min": 0.0, "max": 1.0}},
+        "metric": {"name": "loss", "goal": "maximize" if maximize else "minimize"},
+        "early_terminate": {"type": "hyperband", "max_iter": 9, "s": 2, "strict": strict}})
+    study = optuna.create_study(direction="maximize" if maximize else "minimize",
+                                pruner=build_pruner(spec))
+    pruned: dict[int, int] = {}
+    for curve in CURVES:
+        trial = study.ask()
+        values = [-v for v in curve] if maximize else curve
+        for step, value in enumerate(values):
+            trial.report(value, step)
+            if trial.should_prune():
+                pruned[trial.number] = step
+                study.tell(trial, state=TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, values[-1])
+    return pruned
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize(("strict", "expected"), [(True, {2: 1, 3: 1, 5: 3}),
+                                                  (False, {2: 1, 5: 3})])
+def test_pruner_in_a_study(strict: bool, expected: dict[int, int], maximize: bool) -> None:
+    assert run_sweep(strict, maximize) == expected
+
+
+def test_build_pruner_reads_the_spec() -> None:
+    spec = parse_spec({"method": "random", "parameters": {"x": {"values": [1, 2]}},
+                       "metric": {"name": "acc", "goal": "maximize"},
+                       "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2}})
+    pruner = build_pruner(spec)
+    assert isinstance(pruner, WandbHyperbandPruner)
+    assert (pruner.maximize, pruner.strict, pruner.eta) == (True, True, 2)
+    assert pruner.milestones[:4] == (2, 4, 8, 16)
+
+
+def pruner_for(study_trials: list[tuple[TrialState, dict[int, float]]]
+               ) -> tuple[optuna.Study, WandbHyperbandPruner]:
+    pruner = WandbHyperbandPruner(et(min_iter=1, eta=2), maximize=False)  # [1, 2, 4, ...]
+    study = optuna.create_study(pruner=pruner)
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for state, values in study_trials:
+        study.add_trial(optuna.trial.create_trial(
+            state=state, params={"x": 0.5}, distributions=dist, intermediate_values=values,
+            value=1.0 if state == TrialState.COMPLETE else None))
+    return study, pruner
+
+
+@pytest.mark.parametrize(("other", "expected"), [
+    # index 1 with the other: [1, 2, 3] -> sorted[int(0.5*3)=1] = 2; 3 > 2 pruned
+    (TrialState.FAIL, True), (TrialState.PRUNED, True),
+    # without it: [2, 3] -> sorted[int(0.5*2)=1] = 3; 3 > 3 no
+    (None, False),
+])
+def test_failed_and_pruned_trials_count(other: TrialState | None, expected: bool) -> None:
+    trials = [(TrialState.COMPLETE, {0: 0.0, 1: 2.0})]
+    if other is not None:
+        trials.append((other, {0: 0.0, 1: 1.0}))
+    study, _ = pruner_for(trials)
+    trial = study.ask()
+    trial.report(0.0, 0)
+    assert not trial.should_prune()  # one value: no milestone reached
+    trial.report(3.0, 1)
+    assert trial.should_prune() is expected
+
+
+def test_history_is_ordered_by_step_and_finished_trials_are_never_pruned() -> None:
+    study, pruner = pruner_for([(TrialState.COMPLETE, {0: 0.0, 1: 1.0}),
+                                (TrialState.COMPLETE, {0: 0.0, 1: 9.0})])
+    trial = study.ask()
+    for step, value in [(5, 1.0), (2, 2.0), (3, math.nan)]:
+        trial.report(value, step)
+    frozen = study.trials[-1]
+    assert pruner.history(frozen) == [2.0, 1.0]  # steps 2, 5; NaN at step 3 dropped
+    # index 1: [1.0, 9.0, 1.0] -> sorted [1, 1, 9][int(0.5*3)=1] = 1: the complete trial's 9.0
+    # is above it, yet it is not judged; the running one's 1.0 > 1 is false
+    assert not pruner.prune(study, study.trials[1])
+    assert trial.should_prune() is False
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pruner_agrees_with_should_stop_on_random_studies(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING]
+    trials = [(states[rng.integers(4)], {int(step): float(rng.integers(0, 5))
+                                         for step in rng.choice(20, rng.integers(0, 9), False)})
+              for _ in range(15)]
+    study, pruner = pruner_for([(s, v) for s, v in trials if s != TrialState.RUNNING])
+    for _, values in (t for t in trials if t[0] == TrialState.RUNNING):
+        trial = study.ask()
+        for step, value in values.items():
+            trial.report(value, step)
+    frozen = study.get_trials(deepcopy=False)
+    expected = should_stop(
+        {t.number: [t.intermediate_values[s] for s in sorted(t.intermediate_values)]
+         for t in frozen},
+        [t.number for t in frozen if t.state == TrialState.RUNNING],
+        milestones=pruner.milestones, eta=2, strict=True, maximize=False)
+    assert {t.number for t in frozen if pruner.prune(study, t)} == expected
+    assert expected or seed > 0  # seed 0 stops someone, so the comparison is not vacuous
