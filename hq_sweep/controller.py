@@ -54,6 +54,9 @@ class Controller:
         self.space: SearchSpace = build_space(spec)
         seed = options.seed if options.seed is not None else spec.seed
         self.study = optuna.create_study(
+            # Named after the sweep: Hyperband's brackets hash the study name, so a restarted
+            # controller must rebuild the same one.
+            study_name=queue.sweep_id,
             directions=study_directions(spec),
             sampler=build_sampler(spec, self.space, seed),
             pruner=build_pruner(spec),

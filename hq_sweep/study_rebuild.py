@@ -73,8 +73,9 @@ def rebuild_study(controller: Controller) -> int:
     queue, space = controller.queue, controller.space
     upto = int(queue.meta().get("next") or 0)
     records = queue.load_records(upto)
-    finished = [n for n, r in enumerate(records) if _state(r) in FINISHED_STATES]
-    intermediate = queue.intermediate_values(finished) if controller.prunes else {}
+    # Pruners judge a trial by every value reported so far, before the restart too.
+    live = [n for n, r in enumerate(records) if _state(r) is not TrialState.CANCELLED]
+    intermediate = queue.intermediate_values(live) if controller.prunes else {}
     for number, record in enumerate(records):
         state = _state(record)
         try:
@@ -94,7 +95,11 @@ def rebuild_study(controller: Controller) -> int:
                 controller.note_best(number, frozen.values)
         elif state in (TrialState.QUEUED, TrialState.RUNNING):
             controller.study.enqueue_trial(latent, skip_if_exists=False)
-            controller.pending[number] = controller.study.ask(space.distributions)
+            trial = controller.study.ask(space.distributions)
+            for step, value in sorted(intermediate.get(number, {}).items()):
+                trial.report(value, step)
+            controller.steps_seen[number] = set(intermediate.get(number, {}))
+            controller.pending[number] = trial
     if upto:
         log.info(
             "sweep %s: rebuilt %d trials (%d pending)",

@@ -17,3 +17,11 @@ def objective(trial: Any, state: None) -> float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             total += float(value) * float(value)
     return total
+
+
+def objective_with_reports(trial: Any, state: None) -> float:
+    """The same value, after 10 intermediate reports (for measuring what reporting costs)."""
+    value = objective(trial, state)
+    for step in range(10):
+        trial.report(value + step, step)
+    return value

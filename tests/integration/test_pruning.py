@@ -1,0 +1,112 @@
+"""Prune decisions through the real path — worker reports in Redis, the controller's study and
+pruner, the flag read back — on fixed curves, one trial at a time, against Optuna's own
+decisions for the same curves."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import optuna
+import pytest
+
+from hq_sweep.connection import connect
+from hq_sweep.controller import Controller, ControllerOptions
+from hq_sweep.messages import Report, TrialOutcome, TrialState
+from hq_sweep.queue import Finish, SweepQueue, SweepRegistry
+from hq_sweep.space import build_pruner
+from hq_sweep.spec import SweepSpec, parse_spec
+
+pytestmark = pytest.mark.integration
+TRIALS, STEPS = 12, 6
+
+
+def curve(number: int) -> list[float]:
+    """Loss curves (minimized) that cross and spread, so every pruner has work to do."""
+    base = ((number * 7) % TRIALS) / TRIALS
+    stalls = number % 3 == 2  # every third curve gets worse after step 1
+    return [round(base + (1.0 / (min(step, 1) + 1) + 0.1 * step if stalls else 1.0 / (step + 1))
+                  + 0.03 * ((number + step) % 3), 6) for step in range(STEPS)]
+
+
+PRUNERS: dict[str, dict[str, Any]] = {
+    "median": {"pruner": {"name": "median", "options": {"n_startup_trials": 2}}},
+    "percentile": {"pruner": {"name": "percentile",
+                              "options": {"percentile": 25.0, "n_startup_trials": 2}}},
+    "successive_halving": {"pruner": {"name": "successive_halving",
+                                      "options": {"min_resource": 1, "reduction_factor": 2}}},
+    "hyperband": {"pruner": {"name": "hyperband",
+                             "options": {"min_resource": 1, "max_resource": STEPS,
+                                         "reduction_factor": 2}}},
+    "threshold": {"pruner": {"name": "threshold", "options": {"upper": 1.2}}},
+    "patient": {"pruner": {"name": "patient", "options": {
+        "patience": 1, "wrapped_pruner": {"name": "median",
+                                          "options": {"n_startup_trials": 2}}}}},
+    "wilcoxon": {"pruner": {"name": "wilcoxon", "options": {"p_threshold": 0.2}}},
+    "nop": {"pruner": {"name": "nop"}},
+    "wandb_hyperband": {"early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2}},
+}
+
+
+def make_spec(extra: dict[str, Any]) -> SweepSpec:
+    return parse_spec({"name": "det", "method": "grid", "metric": {"name": "loss"},
+                       "parameters": {"i": {"values": list(range(TRIALS))}}, **extra})
+
+
+def reference(spec: SweepSpec) -> dict[int, int | None]:
+    """Optuna alone: the step at which each trial is pruned (None: it completes)."""
+    study = optuna.create_study(study_name="det", pruner=build_pruner(spec))
+    decisions: dict[int, int | None] = {}
+    for number in range(TRIALS):
+        trial = study.ask()
+        decisions[number] = None
+        for step, value in enumerate(curve(number)):
+            trial.report(value, step)
+            if trial.should_prune():
+                decisions[number] = step
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, curve(number)[-1])
+    return decisions
+
+
+def through_hq_sweep(redis_url: str, spec: SweepSpec) -> dict[int, int | None]:
+    connection = connect(redis_url)
+    sweep = SweepRegistry(connection).create("det", "{}", "h", "/")
+    queue = SweepQueue(connection, sweep)
+    controller = Controller(queue, spec, ControllerOptions(wait_s=0.0))
+    controller.next_number = 0
+    decisions: dict[int, int | None] = {}
+    for number in range(TRIALS):
+        controller.step()  # asks ahead: trial `number` is ready
+        [claim] = queue.claim("w", 1, lease_s=30)
+        assert claim.task.number == number
+        decisions[number] = run_one(queue, controller, number, claim.attempt)
+    return decisions
+
+
+def run_one(queue: SweepQueue, controller: Controller, number: int, attempt: int) -> int | None:
+    pruned_at = None
+    for step, value in enumerate(curve(number)):
+        assert queue.report(Report(number, attempt, step, value)) >= 0
+        controller.step()  # the controller reads the report and decides
+        if queue.records_for([number])[0].get("prune") == "1":
+            pruned_at = step
+            break
+    state = TrialState.PRUNED if pruned_at is not None else TrialState.COMPLETE
+    values = [curve(number)[-1]] if pruned_at is None else None
+    outcome = TrialOutcome(number, attempt, state, values)
+    assert queue.finish([Finish(outcome, time.time())]) == [True]
+    controller.step()  # told
+    return pruned_at
+
+
+@pytest.mark.parametrize("name", sorted(PRUNERS))
+@pytest.mark.timeout(60)
+def test_prune_decisions_match_optuna_on_fixed_curves(redis_url: str, name: str) -> None:
+    spec = make_spec(PRUNERS[name])
+    expected = reference(spec)
+    assert through_hq_sweep(redis_url, spec) == expected
+    if name != "nop":
+        assert any(step is not None for step in expected.values()), "curves prune nothing"
