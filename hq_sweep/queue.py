@@ -337,19 +337,21 @@ class SweepQueue:
         return {_text(k) or "": int(v) for k, v in raw.items()}
 
     def report(self, report: Report, feed_pruner: bool = True) -> int:
-        return self.report_many([report], feed_pruner)[0]
+        return self.report_many([report], feed_pruner)[report.number]
 
-    def report_many(self, reports: Sequence[Report], feed_pruner: bool) -> list[int]:
-        """Record intermediate values in one round trip; per report: -1 stale attempt,
-        1 the controller decided to prune that trial, 0 go on."""
-        pipe = self.connection.pipeline(transaction=False)
+    def report_many(self, reports: Sequence[Report], feed_pruner: bool) -> dict[int, int]:
+        """Record intermediate values in one call; per trial: -1 stale attempt, 1 the
+        controller decided to prune it, 0 go on."""
+        groups: dict[tuple[int, int], list[Report]] = {}
         for report in reports:
-            keys = [self.trial_key(report.number), f"{self.prefix}:iv:{report.number}",
-                    f"{self.prefix}:reports"]
-            args: list[str | int] = [report.attempt, report.step, repr(report.value),
-                                     report.encode(), "1" if feed_pruner else "0"]
-            self._scripts["report"](keys, args, client=pipe)
-        return [int(flag) for flag in pipe.execute()]
+            groups.setdefault((report.number, report.attempt), []).append(report)
+        args: list[str | int] = [self.prefix, "1" if feed_pruner else "0"]
+        for (number, attempt), group in groups.items():
+            args += [number, attempt, len(group)]
+            for r in group:
+                args += [r.step, repr(r.value), r.encode() if feed_pruner else ""]
+        verdicts = self._scripts["report"]([f"{self.prefix}:reports"], args)
+        return {number: int(v) for (number, _), v in zip(groups, verdicts, strict=True)}
 
     def heartbeat(self, worker: str, info: dict[str, Any]) -> None:
         self.connection.hset(f"{self.prefix}:workers", worker, dumps({**info, "seen": time.time()}))

@@ -71,10 +71,9 @@ class ReportBuffer:
         self.last_send = time.monotonic()
         if not items:
             return
-        flags = self.queue.report_many(items, self.feed_pruner)
-        for report, flag in zip(items, flags, strict=True):
-            if flag != 0:
-                self.verdicts[report.number] = flag
+        for number, verdict in self.queue.report_many(items, self.feed_pruner).items():
+            if verdict != 0:
+                self.verdicts[number] = verdict
 
     def forget(self, number: int) -> None:
         self.verdicts.pop(number, None)

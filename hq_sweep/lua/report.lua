@@ -1,20 +1,36 @@
--- report.lua: record an intermediate value and tell the worker whether to prune.
--- KEYS[1]  hqs:s:{id}:t:{num}    HASH  trial record (read: state, attempt, prune)
--- KEYS[2]  hqs:s:{id}:iv:{num}   HASH  step -> intermediate value
--- KEYS[3]  hqs:s:{id}:reports    LIST  report JSON for the controller's pruner
--- ARGV[1] attempt   ARGV[2] step   ARGV[3] value (exact decimal text)   ARGV[4] report JSON
--- ARGV[5] '1' when the sweep prunes (the controller reads KEYS[3]), else '0'.
--- Returns -1 when the attempt is stale (not running, or superseded), 1 when the controller
--- has decided to prune this trial, else 0. The decision is read, never waited for.
-if redis.call('HGET', KEYS[1], 'state') ~= 'running'
-   or redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then
-  return -1
+-- report.lua: record intermediate values, a batch at a time, and tell the worker which of
+-- its trials the controller has decided to prune. Decisions are read, never waited for.
+-- KEYS[1]  hqs:s:{id}:reports    LIST  report JSON for the controller's pruner (when fed)
+-- ARGV[1]  key prefix (hqs:s:{id}) — per trial it touches hqs:s:{id}:t:{num} (read: state,
+--          attempt, prune) and hqs:s:{id}:iv:{num} (HASH step -> value), found by number,
+--          single-node Redis
+-- ARGV[2]  '1' when the sweep prunes (the controller reads KEYS[1]), else '0'
+-- Then per trial: number, attempt, k, then k triples: step, value (exact decimal text),
+-- report JSON.
+-- Returns one verdict per trial: -1 stale attempt (not running, or superseded), 1 prune,
+-- 0 go on.
+local verdicts = {}
+local i = 3
+while i <= #ARGV do
+  local number, attempt, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local first = i + 3
+  i = first + 3 * k
+  local record = ARGV[1] .. ':t:' .. number
+  local state = redis.call('HMGET', record, 'state', 'attempt', 'prune')
+  if state[1] ~= 'running' or state[2] ~= attempt then
+    verdicts[#verdicts + 1] = -1
+  else
+    local fields, feed = {}, {}
+    for j = first, i - 1, 3 do
+      fields[#fields + 1] = ARGV[j]
+      fields[#fields + 1] = ARGV[j + 1]
+      feed[#feed + 1] = ARGV[j + 2]
+    end
+    redis.call('HSET', ARGV[1] .. ':iv:' .. number, unpack(fields))
+    if ARGV[2] == '1' then
+      redis.call('RPUSH', KEYS[1], unpack(feed))
+    end
+    verdicts[#verdicts + 1] = (state[3] == '1') and 1 or 0
+  end
 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-if ARGV[5] == '1' then
-  redis.call('RPUSH', KEYS[3], ARGV[4])
-end
-if redis.call('HGET', KEYS[1], 'prune') == '1' then
-  return 1
-end
-return 0
+return verdicts
