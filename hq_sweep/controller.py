@@ -170,9 +170,10 @@ class Controller:
 
     def step(self) -> None:
         """One round: read results (and the reports that preceded them), tell, top up."""
-        outcomes = self.queue.pop_results(1000, self.options.wait_s if self.pending else 0)
-        if self.prunes:
-            self._prune_decisions(self.queue.pop_reports(10_000))
+        outcomes, reports = self.queue.pop_news(
+            1000, self.options.wait_s if self.pending else 0, with_reports=self.prunes)
+        if reports:
+            self._prune_decisions(reports)
         for outcome in outcomes:
             self.tell(outcome)
         if outcomes:

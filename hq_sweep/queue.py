@@ -235,26 +235,31 @@ class SweepQueue:
             for number, raw in zip(numbers, pipe.execute(), strict=True)
         }
 
-    def pop_results(self, limit: int, block_s: float) -> list[TrialOutcome]:
-        return [
-            outcome
-            for raw in self._pop(f"{self.prefix}:results", limit, block_s)
-            if (outcome := self._decode(raw, TrialOutcome.decode)) is not None
-        ]
+    def pop_news(self, limit: int, block_s: float,
+                 with_reports: bool) -> tuple[list[TrialOutcome], list[Report]]:
+        """Outcomes and (if pruning) reports, waiting up to `block_s` for either.
 
-    def pop_reports(self, limit: int) -> list[Report]:
-        return [
-            report
-            for raw in self._pop(f"{self.prefix}:reports", limit, 0)
-            if (report := self._decode(raw, Report.decode)) is not None
-        ]
+        Reports are read after outcomes, so every report a worker sent before an outcome we
+        hold is in hand too: the pruner sees a trial's values before the trial is told.
+        """
+        keys = [f"{self.prefix}:results"] + ([f"{self.prefix}:reports"] if with_reports else [])
+        raw = self._pop_many(keys, limit)
+        if not any(raw) and block_s > 0:
+            blocked = self.connection.blpop(keys, timeout=block_s)
+            if blocked:
+                first_key, first = bytes(blocked[0]), bytes(blocked[1])  # type: ignore[index,arg-type]
+                raw = self._pop_many(keys, limit)
+                raw[keys.index(first_key.decode())].insert(0, first)
+        outcomes = [o for item in raw[0] if (o := self._decode(item, TrialOutcome.decode))]
+        reports = [r for items in raw[1:] for item in items
+                   if (r := self._decode(item, Report.decode))]
+        return outcomes, reports
 
-    def _pop(self, key: str, limit: int, block_s: float) -> list[bytes]:
-        items: list[bytes] | None = self.connection.lpop(key, limit)  # type: ignore[assignment]
-        if items or block_s <= 0:
-            return list(items or [])
-        blocked = self.connection.blpop([key], timeout=block_s)
-        return [bytes(blocked[1])] if blocked else []  # type: ignore[arg-type]
+    def _pop_many(self, keys: Sequence[str], limit: int) -> list[list[bytes]]:
+        pipe = self.connection.pipeline(transaction=False)
+        for key in keys:
+            pipe.lpop(key, limit)
+        return [list(items or []) for items in pipe.execute()]
 
     def _decode(self, raw: bytes, decode: Any) -> Any:
         try:

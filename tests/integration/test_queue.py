@@ -43,7 +43,7 @@ def test_claim_finish_and_counts(redis_url: str) -> None:
     assert queue.claim("other", 10, lease_s=30) == []  # nobody takes a running trial
     assert queue.finish([_finish(0, 1), _finish(1, 1)]) == [True, True]
     assert queue.counts() == {"queued": 0, "running": 1, "complete": 2}
-    assert [o.number for o in queue.pop_results(10, 0)] == [0, 1]
+    assert [o.number for o in queue.pop_news(10, 0, with_reports=False)[0]] == [0, 1]
 
 
 def test_stale_and_repeated_results_are_fenced_off(redis_url: str) -> None:
@@ -52,7 +52,7 @@ def test_stale_and_repeated_results_are_fenced_off(redis_url: str) -> None:
     assert queue.finish([_finish(0, 2)]) == [False]  # an attempt that never was
     assert queue.finish([_finish(0, 1)]) == [True]
     assert queue.finish([_finish(0, 1)]) == [False]  # told once only
-    assert len(queue.pop_results(10, 0)) == 1
+    assert len(queue.pop_news(10, 0, with_reports=False)[0]) == 1
     assert queue.counts()["complete"] == 1
 
 
@@ -64,7 +64,7 @@ def test_report_records_value_and_returns_prune_decision(redis_url: str) -> None
     assert queue.report(Report(0, 1, 1, 0.5)) == 1
     assert queue.report(Report(0, 7, 2, 0.5)) == -1  # stale attempt
     assert queue.intermediate_values([0]) == {0: {0: 0.9583333333333334, 1: 0.5}}
-    assert [r.step for r in queue.pop_reports(10)] == [0, 1]
+    assert [r.step for r in queue.pop_news(10, 0, with_reports=True)[1]] == [0, 1]
 
 
 def test_cancel_only_touches_queued_trials(redis_url: str) -> None:
@@ -78,7 +78,7 @@ def test_cancel_only_touches_queued_trials(redis_url: str) -> None:
 def test_garbage_in_results_is_quarantined(redis_url: str) -> None:
     queue, _ = _queue(redis_url, 1)
     queue.connection.rpush(f"{queue.prefix}:results", b"\x80garbage", b'{"n": 1}')
-    assert queue.pop_results(10, 0) == []
+    assert queue.pop_news(10, 0, with_reports=False)[0] == []
     assert queue.quarantined() == 2
 
 
@@ -112,7 +112,7 @@ def test_expired_leases_are_requeued_then_failed_past_retries(redis_url: str) ->
     record = queue.records_for([0])[0]
     assert record["state"] == "failed" and "lease expired" in record["reason"]
     assert queue.counts()["requeued"] == 1 and queue.failure_kinds() == {"lease expired": 1}
-    assert [o.state.value for o in queue.pop_results(10, 0)] == ["failed"]
+    assert [o.state.value for o in queue.pop_news(10, 0, with_reports=False)[0]] == ["failed"]
     assert queue.finish([_finish(0, 2)]) == [False]  # the lost worker's late result is fenced
 
 
