@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,19 @@ def load_objective(spec: SweepSpec, meta: dict[str, str]) -> UserCode:
     return UserCode(setup=None, objective=command_objective)
 
 
+class EarlySignals:
+    """SIGTERM/SIGINT/SIGUSR1 before the worker loop runs: remember them, stop after setup."""
+
+    def __init__(self) -> None:
+        self.code: int | None = None
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+            signal.signal(sig, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        if self.code is None:
+            self.code = exitcodes.WALLTIME if signum == signal.SIGUSR1 else exitcodes.DRAINED
+
+
 def _options_for(spec: SweepSpec, options: WorkerOptions) -> WorkerOptions:
     return dataclasses.replace(options, lease_s=spec.lease,
                                max_trials=spec.max_trials_per_worker,
@@ -95,6 +109,7 @@ def run_worker(
     connection: redis.Redis, sweep_id: str | None, options: WorkerOptions, wait_s: float = 60.0
 ) -> int:
     """Serve one sweep until it ends or we are told to stop; returns the exit code."""
+    early = EarlySignals()  # imports and setup() take a while: a signal then must not kill us
     sweep_id = wait_for_sweep(connection, sweep_id, wait_s)
     queue = SweepQueue(connection, sweep_id)
     meta = queue.meta()
@@ -111,6 +126,9 @@ def run_worker(
     executor = TrialExecutor(queue, name, code.objective, state, build_space(spec).nest,
                              [m.name for m in spec.objectives()], timeout, feed_pruner=prunes)
     runner = TrialRunner(queue, name, executor, options)
+    if early.code is not None:
+        log.warning("%s: stopped before taking a trial (%s)", name, exitcodes.describe(early.code))
+        return early.code
     info = {"node": job.node, "gpu": job.gpu, "rank": job.rank, "pid": os.getpid()}
     heartbeat = Heartbeat(runner, info)
     heartbeat.start()

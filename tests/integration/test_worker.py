@@ -1,0 +1,48 @@
+"""A worker process on its own: signals that arrive while it is still starting up."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hq_sweep import exitcodes
+from hq_sweep.connection import connect
+from hq_sweep.queue import SweepQueue
+from tests.integration.helpers import cli_env, hq, poll, write_sweep
+
+pytestmark = pytest.mark.integration
+SLOW = str(Path(__file__).parent.parent / "workers" / "slow_setup.py")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGUSR1, exitcodes.WALLTIME),
+                                       (signal.SIGTERM, exitcodes.DRAINED)])
+@pytest.mark.timeout(60)
+def test_signal_during_setup_stops_the_worker_before_any_trial(
+    redis_url: str, tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    spec = write_sweep(tmp_path, {"name": "early", "method": "random", "run_cap": 5,
+                                  "worker": SLOW, "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    env = cli_env(redis_url, tmp_path, HQ_SWEEP_TEST_DIR=str(tmp_path))
+    started = hq(["enqueue", str(spec), "--sweep", "early", "--detach"], env)
+    found = re.search(r"pid (\d+)", started.stderr)
+    assert started.returncode == 0 and found is not None, started.stderr
+    controller = int(found.group(1))
+    worker = subprocess.Popen([sys.executable, "-m", "hq_sweep", "worker", "--sweep", "early"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        poll(lambda: (tmp_path / "in-setup").exists(), 30, "the worker to reach setup()")
+        worker.send_signal(sig)
+        (tmp_path / "go").write_text("")
+        assert worker.wait(30) == code
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        os.kill(controller, signal.SIGKILL)
+    queue = SweepQueue(connect(redis_url), "early")
+    assert queue.counts().get("running", 0) == 0 and queue.counts().get("complete", 0) == 0
