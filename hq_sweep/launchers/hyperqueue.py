@@ -1,0 +1,298 @@
+"""HyperQueue launcher: warm workers as long-running HyperQueue (HQ) tasks.
+
+Each worker is one HQ job holding one program task, `python -m hq_sweep worker --sweep ID`, with
+a resource request (`cpus`, and `gpus/nvidia` when it wants GPUs: HQ then narrows
+CUDA_VISIBLE_DEVICES to the task's own GPUs). One job per worker rather than one job of N tasks
+because HQ's Python API reports state per job only: this way each worker's end is seen on its
+own, and a single worker can be resubmitted.
+
+Environment: the Redis URL (it holds a password) travels in the task's environment, never in
+argv, so it does not show in `ps` on the node (HQ keeps it in the server's memory, readable
+only by whoever owns the server directory). Each task also gets HQ_SWEEP_RANK (its worker
+index), HQ_SWEEP_WORLD_SIZE and HQ_SWEEP_LOCAL_RANK=0; the node is left for the worker to read
+where it runs (hostname or SLURMD_NODENAME), since the submitting host is not the worker's.
+
+Server: `server_dir`, else $HQ_SERVER_DIR, else HQ's default `~/.hq-server` (the Python client
+itself ignores HQ_SERVER_DIR, unlike the `hq` CLI, so the variable is read here).
+
+Failures: HQ reruns a task whose HQ worker is lost (allocation over, node dead) up to the task's
+`crash_limit`; the trial it held comes back through its lease. A task that *exits* non-zero is
+failed for good in HQ, so this launcher follows the worker's exit code as LocalLauncher does:
+deliberate exits end the slot, RECYCLE/HUNG are resubmitted at once, other codes are crashes,
+resubmitted after a doubling backoff until `max_crashes` within `crash_window_s`. HQ's error
+text and the log paths go to `on_event`; `exit_codes()` gives the codes.
+
+Stopping: HQ's Python API cannot cancel a job, so `stop()` runs `hq job cancel` when the `hq`
+binary is on PATH (HQ sends the task SIGINT, which the worker treats as SIGTERM: it drains).
+Without the binary it says how to cancel; the workers end anyway when the sweep ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hq_sweep.env import LOCAL_RANK, RANK, WORLD_SIZE
+from hq_sweep.exitcodes import DELIBERATE, DRAINED, ERROR, NO_RESTART, REPLACE, describe
+from hq_sweep.launchers.local import REDIS_URL_VAR, worker_command
+
+GPU_RESOURCE = "gpus/nvidia"  # the name HQ's GPU autodetection gives NVIDIA GPUs
+SERVER_DIR_VAR = "HQ_SERVER_DIR"
+# HQ's client answers a status query in ~1 ms; a worker's end matters within a second or so.
+_POLL_S = 0.5
+_EXIT_RE = re.compile(r"exit code (-?\d+)")
+_SIGNAL_RE = re.compile(r"signal (\d+)")
+
+
+class HyperQueueError(RuntimeError):
+    """The HQ server cannot be reached, or the `hyperqueue` package is missing."""
+
+
+class _Snapshot(Exception):
+    """Raised from wait_for_jobs' progress callback, whose first call comes at once, so one
+    call becomes a non-blocking status read (the API has no other way to ask)."""
+
+
+def _log_event(message: str) -> None:
+    logging.getLogger("hq_sweep.launcher").warning("%s", message)
+
+
+def default_server_dir() -> Path | None:
+    """$HQ_SERVER_DIR if set; None lets HQ use its own default (~/.hq-server)."""
+    value = os.environ.get(SERVER_DIR_VAR)
+    return Path(value) if value else None
+
+
+def failure_code(error: str) -> int:
+    """An exit code from HQ's failure text ("Program terminated with exit code 3.")."""
+    if match := _EXIT_RE.search(error):
+        return int(match.group(1))
+    if match := _SIGNAL_RE.search(error):
+        return -int(match.group(1))
+    return ERROR  # e.g. the program could not be started at all
+
+
+@dataclass
+class _Slot:
+    """One worker position (rank): its current HQ job and its crash history."""
+
+    rank: int
+    job_id: int
+    backoff_s: float
+    code: int | None = None  # the latest job's exit code; None while it is queued or running
+    crashes: deque[float] = field(default_factory=deque)
+    restart_at: float | None = None  # set while waiting out a backoff
+    finished: bool = False
+
+
+@dataclass
+class HyperQueueLauncher:
+    """Submits `count` workers as HQ tasks and supervises them until the sweep ends."""
+
+    count: int
+    redis_url: str
+    sweep_id: str | None
+    gpus_per_worker: int = field(default=0, kw_only=True)
+    cpus_per_worker: int = field(default=1, kw_only=True)
+    server_dir: Path | None = field(default=None, kw_only=True)
+    log_dir: Path | None = field(default=None, kw_only=True)  # None: ./hq-sweep-logs
+    gpu_resource: str = field(default=GPU_RESOURCE, kw_only=True)
+    crash_limit: int | None = field(default=None, kw_only=True)  # None: HQ's default
+    extra_args: Sequence[str] = field(default=(), kw_only=True)
+    # Tasks get the *HQ worker's* environment, not this process's: forward what they need here.
+    env: Mapping[str, str] = field(default_factory=dict, kw_only=True)
+    on_event: Callable[[str], None] = field(default=_log_event, kw_only=True)
+    max_crashes: int = field(default=5, kw_only=True)
+    crash_window_s: float = field(default=60.0, kw_only=True)
+    backoff_initial_s: float = field(default=1.0, kw_only=True)
+    _client: Any = field(default=None, init=False, repr=False)
+    _slots: list[_Slot] = field(default_factory=list, init=False, repr=False)
+    _draining: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.cpus_per_worker < 1 or self.gpus_per_worker < 0:
+            raise ValueError("need count >= 1, cpus_per_worker >= 1 and gpus_per_worker >= 0")
+
+    @property
+    def job_ids(self) -> list[int]:
+        """The current HQ job of each slot, by rank."""
+        return [slot.job_id for slot in self._slots]
+
+    def start(self) -> None:
+        if self._slots:
+            raise RuntimeError("launcher already started")
+        self._client = _connect(self.server_dir or default_server_dir())
+        self.log_dir = (self.log_dir or Path("hq-sweep-logs")).resolve()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for rank in range(self.count):
+                self._slots.append(_Slot(rank, self._submit(rank), self.backoff_initial_s))
+        except BaseException:
+            self.stop(grace_s=0.0)  # don't leave the jobs submitted before the failure
+            raise
+
+    def poll(self) -> None:
+        """One supervision pass: read job states, decide on ended ones, resubmit due slots."""
+        live = [s for s in self._slots if not s.finished and s.restart_at is None]
+        if live:
+            states = self._job_states([s.job_id for s in live])
+            for slot in live:
+                status = states.get(slot.job_id, {})
+                if status.get("completed"):
+                    self._ended(slot, self._exit_code(slot, status))
+        now = time.monotonic()
+        for slot in self._slots:
+            if slot.restart_at is not None and now >= slot.restart_at:
+                self._resubmit(slot)
+
+    def active(self) -> bool:
+        """Some slot has a job queued or running, or one due after a backoff."""
+        return any(not slot.finished for slot in self._slots)
+
+    def wait(self, timeout_s: float | None) -> bool:
+        """Supervise until no slot is active (None: however long); True if that happened."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            self.poll()
+            if not self.active():
+                return True
+            nap = _POLL_S
+            if deadline is not None:
+                if time.monotonic() >= deadline:
+                    return False
+                nap = min(nap, deadline - time.monotonic())
+            time.sleep(max(0.0, nap))  # HQ offers no blocking wait with a timeout
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Cancel every live job (HQ sends SIGINT: the workers drain); no more resubmits."""
+        self._draining = True
+        for slot in self._slots:
+            if slot.restart_at is not None:
+                slot.restart_at, slot.finished = None, True
+        live = [str(slot.job_id) for slot in self._slots if not slot.finished]
+        if not live:
+            return
+        hq = shutil.which("hq")
+        if hq is None:
+            self.on_event(
+                "HyperQueue's Python API cannot cancel jobs and no `hq` binary is on PATH: "
+                f"run `hq job cancel {','.join(live)}` (the workers also end with the sweep)"
+            )
+            return
+        server = self.server_dir or default_server_dir()
+        where = ["--server-dir", str(server)] if server is not None else []
+        done = subprocess.run([hq, *where, "job", "cancel", ",".join(live)],
+                              capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            self.on_event(f"`hq job cancel` failed: {done.stderr.strip()}")
+        self.wait(grace_s)
+
+    def exit_codes(self) -> list[int | None]:
+        """Each slot's latest exit code as of the last poll (None: its job is not over)."""
+        return [slot.code for slot in self._slots]
+
+    def gave_up(self) -> list[int]:
+        """Ranks of the slots abandoned as crash-looping."""
+        return [s.rank for s in self._slots if s.finished and len(s.crashes) >= self.max_crashes]
+
+    def _task_env(self, rank: int) -> dict[str, str]:
+        # LOCAL_RANK 0: HQ gives each task its own CUDA_VISIBLE_DEVICES, so its GPU is cuda:0.
+        return {**self.env, RANK: str(rank), LOCAL_RANK: "0", WORLD_SIZE: str(self.count),
+                REDIS_URL_VAR: self.redis_url}
+
+    def _submit(self, rank: int) -> int:
+        from hyperqueue import Job
+        from hyperqueue.ffi.protocol import ResourceRequest
+
+        extra = {self.gpu_resource: self.gpus_per_worker} if self.gpus_per_worker else None
+        job = Job(name=f"hq-sweep-{self.sweep_id or 'latest'}-w{rank}", max_fails=1)
+        log = f"{self.log_dir}/worker-{rank}.%{{JOB_ID}}"  # %{JOB_ID}: HQ fills it in
+        job.program(
+            worker_command(self.sweep_id, self.extra_args),
+            env=self._task_env(rank),
+            stdout=f"{log}.out",
+            stderr=f"{log}.err",
+            resources=ResourceRequest(cpus=self.cpus_per_worker, resources=extra),
+            crash_limit=self.crash_limit,
+        )
+        return int(self._client.submit(job).id)
+
+    def _job_states(self, job_ids: list[int]) -> dict[int, dict[str, Any]]:
+        seen: dict[int, dict[str, Any]] = {}
+
+        def record(status: dict[int, dict[str, Any]]) -> None:
+            seen.update(status)
+            raise _Snapshot
+
+        try:
+            failed = set(self._client.connection.wait_for_jobs(job_ids, record))
+        except _Snapshot:
+            return seen
+        # It returned without calling back: every job had already ended; these ones failed.
+        return {job_id: {"completed": True, "failed": int(job_id in failed), "finished": 1}
+                for job_id in job_ids}
+
+    def _exit_code(self, slot: _Slot, status: dict[str, Any]) -> int:
+        if not status.get("failed"):
+            # Finished or cancelled: a cancel (SIGINT) makes the worker drain, so call it that.
+            return 0 if status.get("finished") else DRAINED
+        failed = self._client.connection.get_failed_tasks([slot.job_id]).get(slot.job_id, {})
+        for context in failed.values():
+            code = failure_code(context.error)
+            if code not in DELIBERATE:
+                self.on_event(f"worker {slot.rank} (HQ job {slot.job_id}): {context.error} "
+                              f"— log: {context.stderr or context.stdout}")
+            return code
+        return ERROR
+
+    def _ended(self, slot: _Slot, code: int) -> None:
+        slot.code = code
+        now = time.monotonic()
+        if self._draining or code in NO_RESTART:
+            slot.finished = True
+            return
+        if code in REPLACE:
+            # Healthy hand-over (trial count, memory, hung trial): no backoff, no crash.
+            self.on_event(f"worker {slot.rank} {describe(code)}; submitting a fresh one")
+            self._resubmit(slot)
+            return
+        slot.crashes.append(now)
+        while now - slot.crashes[0] > self.crash_window_s:
+            slot.crashes.popleft()
+        if len(slot.crashes) >= self.max_crashes:
+            slot.finished = True
+            self.on_event(f"worker {slot.rank} crash-loops ({len(slot.crashes)} crashes in "
+                          f"{self.crash_window_s:g} s); giving up on it")
+            return
+        slot.restart_at = now + slot.backoff_s
+        self.on_event(f"worker {slot.rank}: {describe(code)}; resubmitting in {slot.backoff_s:g} s")
+        slot.backoff_s *= 2
+
+    def _resubmit(self, slot: _Slot) -> None:
+        slot.restart_at = None
+        slot.job_id = self._submit(slot.rank)
+        slot.code = None
+
+
+def _connect(server_dir: Path | None) -> Any:
+    try:
+        from hyperqueue import Client
+    except ImportError as exc:
+        raise HyperQueueError(
+            "the HyperQueue launcher needs the `hyperqueue` package (pip install hyperqueue)"
+        ) from exc
+    try:
+        return Client(server_dir)
+    except Exception as exc:  # the FFI raises a bare Exception with a Rust backtrace
+        where = server_dir or "~/.hq-server (HQ's default; set HQ_SERVER_DIR or --server-dir)"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HyperQueueError(f"no HyperQueue server in {where}: {first}") from exc
