@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from hq_sweep import exitcodes
+from hq_sweep.cli_cluster import register_cluster_commands
 from hq_sweep.cli_common import (
     JsonOption,
     RedisOption,
@@ -30,6 +31,12 @@ from hq_sweep.connection import connect, default_state_dir, resolve_redis_url
 from hq_sweep.controller import Controller, ControllerOptions
 from hq_sweep.errors import HqSweepError
 from hq_sweep.launchers.local import REDIS_URL_VAR, LocalLauncher
+from hq_sweep.launchers.slurm import (
+    LauncherName,
+    describe_launcher,
+    from_allocation,
+    launcher_kind,
+)
 from hq_sweep.monitor import watch
 from hq_sweep.queue import SweepQueue, SweepRegistry
 from hq_sweep.results import summary
@@ -53,7 +60,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(server_app, name="server", help="Run the Redis-compatible server sweeps use.")
-register_result_commands(app)
 
 SpecFile = Annotated[Path, typer.Argument(help="Sweep file (W&B Sweeps YAML, Argo ranges).")]
 TrialsOption = Annotated[
@@ -267,20 +273,49 @@ def worker(
 @app.command("start-workers")
 @friendly_errors
 def start_workers(
-    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Local workers.")] = 2,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-w", min=1, help="Workers (local: 2; slurm: one per GPU or task).")] = None,
     sweep: SweepOption = None,
     redis_url: RedisOption = None,
+    launcher_name: Annotated[LauncherName, typer.Option(
+        "--launcher", help="auto: slurm inside an allocation (salloc/sbatch), else local.")
+    ] = LauncherName.AUTO,
+    per_gpu: Annotated[int | None, typer.Option(
+        "--workers-per-gpu", min=1, help="Workers sharing each GPU (slurm; hq: 1 GPU each).")
+    ] = None,
+    cpus: Annotated[int | None, typer.Option(
+        "--cpus-per-worker", min=1, help="CPUs per worker (slurm CPU-only: one per C CPUs).")
+    ] = None,
 ) -> None:
-    """Start N local warm workers and wait until the sweep they serve ends."""
+    """Start warm workers (local, Slurm steps or HyperQueue) and wait until the sweep ends."""
     url = resolve_redis_url(redis_url)
-    launcher = LocalLauncher(workers, url, sweep)
-    launcher.start()
-    console.print(
-        f"started {workers} workers (pids {', '.join(str(p.pid) for p in launcher.processes)})"
-    )
-    _forward_signals(launcher)
-    launcher.wait(timeout_s=None)
-    codes = launcher.exit_codes()
+    kind = launcher_kind(launcher_name)
+    if kind == "hq":
+        try:
+            from hq_sweep.launchers.hyperqueue import HyperQueueError, HyperQueueLauncher
+        except ImportError as exc:
+            fail(f"--launcher hq is not available in this installation ({exc})")
+        hq = HyperQueueLauncher(workers or 2, url, sweep, gpus_per_worker=1 if per_gpu else 0,
+                                cpus_per_worker=cpus or 1)
+        try:
+            hq.start()
+        except HyperQueueError as exc:  # e.g. no HQ server: one line, not a traceback
+            fail(str(exc))
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: stop them, below
+        try:
+            hq.wait(timeout_s=None)
+        except KeyboardInterrupt:
+            hq.stop()
+        codes = hq.exit_codes()
+    else:
+        launcher = (from_allocation(url, sweep, workers=workers, workers_per_gpu=per_gpu or 1,
+                                    cpus_per_worker=cpus) if kind == "slurm"
+                    else LocalLauncher(workers or 2, url, sweep))
+        launcher.start()
+        console.print(f"started {describe_launcher(launcher)}", highlight=False)
+        _forward_signals(launcher)
+        launcher.wait(timeout_s=None)
+        codes = launcher.exit_codes()
     if any(code not in exitcodes.DELIBERATE for code in codes):
         fail("workers ended: " + ", ".join(exitcodes.describe(c) for c in codes))
     console.print("workers ended: " + ", ".join(exitcodes.describe(c) for c in codes))
@@ -295,6 +330,11 @@ def _forward_signals(launcher: LocalLauncher) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         signal.signal(sig, forward)
+
+
+# Registered after the commands above, so `--help` lists run/enqueue/workers first.
+register_result_commands(app)
+register_cluster_commands(app)
 
 
 def main() -> None:

@@ -8,9 +8,12 @@ path whatever started it. hq-sweep's variables win, so a launcher can override S
 from __future__ import annotations
 
 import os
+import re
 import socket
-from collections.abc import Mapping
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 RANK = "HQ_SWEEP_RANK"
 LOCAL_RANK = "HQ_SWEEP_LOCAL_RANK"
@@ -75,3 +78,131 @@ def local_worker_env(rank: int, world_size: int, node: str | None = None) -> dic
         WORLD_SIZE: str(world_size),
         NODE: node or socket.gethostname(),
     }
+
+
+# --- The Slurm allocation, as seen from the salloc/sbatch shell -------------------------------
+# Inside the allocation's shell (not a step) Slurm 22.05 exports node list, CPUs and tasks per
+# node, but no GPU variable: GPUs per node come from `scontrol show job -d` (its per-node GRES
+# lines, falling back to TresPerNode).
+
+Run = Callable[[Sequence[str]], str]
+_GPU_COUNT = re.compile(r"(?:^|[,=])gpu(?::[^:(,\s]+)?:(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResources:
+    """What the allocation holds on one node."""
+
+    name: str
+    cpus: int
+    tasks: int
+    gpus: int
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """The Slurm job this process runs inside, node by node (in SLURM_JOB_NODELIST order)."""
+
+    job_id: str
+    nodes: tuple[NodeResources, ...]
+
+
+def run_command(args: Sequence[str]) -> str:
+    """Run a Slurm client command; its stdout (bounded: slurmctld may be slow, never hung)."""
+    done = subprocess.run(list(args), capture_output=True, text=True, timeout=30, check=True)
+    return done.stdout
+
+
+def expand_counts(value: str) -> list[int]:
+    """Slurm's compressed per-node counts: "2(x3),1" -> [2, 2, 2, 1]."""
+    counts: list[int] = []
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        match = re.fullmatch(r"(\d+)(?:\(x(\d+)\))?", part)
+        if match is None:
+            raise ValueError(f"unrecognised Slurm count list {value!r}")
+        counts += [int(match.group(1))] * int(match.group(2) or 1)
+    return counts
+
+
+def parse_hostnames(output: str) -> list[str]:
+    """`scontrol show hostnames` output: one host per line."""
+    return [line.strip() for line in output.splitlines() if line.strip()]
+
+
+def gpu_count(gres: str) -> int:
+    """GPUs in a GRES/TRES string: "gpu:2(IDX:0-1)", "gres:gpu:a100:4", "gpu:1,mps:100"."""
+    return sum(int(m.group(1)) for m in _GPU_COUNT.finditer(gres.replace("gres:", "")))
+
+
+def parse_node_gpus(job_text: str, expand: Callable[[str], list[str]]) -> dict[str, int]:
+    """GPUs per node from `scontrol show job -d`: lines "Nodes=n[1-2] ... GRES=gpu:2(IDX:0-1)".
+
+    Nodes not named in such lines take TresPerNode's count (jobs allocated before -d detail).
+    """
+    per_node: dict[str, int] = {}
+    for line in job_text.splitlines():
+        fields = dict(_key_values(line))
+        if "Nodes" in fields and "CPU_IDs" in fields:
+            for node in expand(fields["Nodes"]):
+                per_node[node] = gpu_count(fields.get("GRES", ""))
+    return per_node
+
+
+def tres_per_node_gpus(job_text: str) -> int:
+    for line in job_text.splitlines():
+        fields = dict(_key_values(line))
+        if "TresPerNode" in fields:
+            return gpu_count(fields["TresPerNode"])
+    return 0
+
+
+def parse_end_time(text: str) -> datetime | None:
+    """An end time as squeue %e or scontrol's EndTime= prints it (local time; None: unknown)."""
+    text = text.strip()
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:  # "Unknown", "N/A", "INVALID", "NONE": no usable end
+        return None
+
+
+def job_end_time(job_id: str, run: Run = run_command) -> datetime | None:
+    """When the job's walltime runs out: squeue %e, else scontrol's EndTime (None: unknown)."""
+    try:
+        end = parse_end_time(run(["squeue", "-h", "-j", job_id, "-o", "%e"]))
+        if end is None:
+            fields = dict(_key_values(run(["scontrol", "show", "job", job_id])))
+            end = parse_end_time(fields.get("EndTime", ""))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return end
+
+
+def read_allocation(env: Mapping[str, str] | None = None, run: Run = run_command) -> Allocation:
+    """Read the allocation this shell runs in (raises if not inside one or Slurm is unusable)."""
+    env = os.environ if env is None else env
+    job_id = env.get("SLURM_JOB_ID")
+    if not job_id:
+        raise RuntimeError("not inside a Slurm allocation (SLURM_JOB_ID is not set)")
+    nodes = parse_hostnames(run(["scontrol", "show", "hostnames", env["SLURM_JOB_NODELIST"]]))
+    cpus = expand_counts(env.get("SLURM_JOB_CPUS_PER_NODE", "")) or [1] * len(nodes)
+    tasks = expand_counts(env.get("SLURM_TASKS_PER_NODE", "")) or [1] * len(nodes)
+    job_text = run(["scontrol", "show", "job", "-d", job_id])
+    gpus = parse_node_gpus(job_text, lambda expr: parse_hostnames(
+        run(["scontrol", "show", "hostnames", expr])))
+    default_gpus = tres_per_node_gpus(job_text)
+    if not len(nodes) == len(cpus) == len(tasks):
+        raise RuntimeError(f"Slurm's per-node lists disagree: nodes {nodes}, cpus {cpus}, "
+                           f"tasks {tasks}")
+    return Allocation(job_id, tuple(
+        NodeResources(node, cpu, task, gpus.get(node, default_gpus))
+        for node, cpu, task in zip(nodes, cpus, tasks, strict=True)))
+
+
+def _key_values(line: str) -> list[tuple[str, str]]:
+    """scontrol's "Key=Value Key2=Value2" lines (values hold no spaces, except Reason=...)."""
+    pairs: list[tuple[str, str]] = []
+    for token in line.split():
+        key, sep, value = token.partition("=")
+        if sep:
+            pairs.append((key, value))
+    return pairs

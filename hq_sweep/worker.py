@@ -27,7 +27,7 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from hq_sweep import exitcodes
+from hq_sweep import exitcodes, walltime
 from hq_sweep.backoff import patiently
 from hq_sweep.messages import TrialOutcome, TrialState
 from hq_sweep.queue import Claim, Finish, SweepQueue
@@ -84,6 +84,9 @@ class TrialRunner:
         """Take up to `batch` ready trials at a time and run them, until none are ready."""
         total = 0
         while self.stop_code is None:
+            if not walltime.guard().allows(self.trials_run, batch):  # inside a Slurm job only
+                self.stop(exitcodes.WALLTIME)
+                break
             claims: list[Claim] = self._redis("claim", lambda: self.queue.claim(
                 self.name, batch, self.options.lease_s))
             if not claims:
