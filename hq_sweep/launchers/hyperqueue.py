@@ -43,6 +43,7 @@ from typing import Any
 
 from hq_sweep.env import LOCAL_RANK, RANK, WORLD_SIZE
 from hq_sweep.exitcodes import DELIBERATE, DRAINED, ERROR, NO_RESTART, REPLACE, describe
+from hq_sweep.launchers import supervise
 from hq_sweep.launchers.local import REDIS_URL_VAR, worker_command
 
 GPU_RESOURCE = "gpus/nvidia"  # the name HQ's GPU autodetection gives NVIDIA GPUs
@@ -160,17 +161,8 @@ class HyperQueueLauncher:
 
     def wait(self, timeout_s: float | None) -> bool:
         """Supervise until no slot is active (None: however long); True if that happened."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            self.poll()
-            if not self.active():
-                return True
-            nap = _POLL_S
-            if deadline is not None:
-                if time.monotonic() >= deadline:
-                    return False
-                nap = min(nap, deadline - time.monotonic())
-            time.sleep(max(0.0, nap))  # HQ offers no blocking wait with a timeout
+        # HQ offers no blocking wait with a timeout: plain sleeps between passes.
+        return supervise(self.poll, self.active, time.sleep, _POLL_S, timeout_s)
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Cancel every live job (HQ sends SIGINT: the workers drain); no more resubmits."""

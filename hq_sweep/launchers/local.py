@@ -26,6 +26,7 @@ from typing import IO
 
 from hq_sweep.env import local_worker_env
 from hq_sweep.exitcodes import NO_RESTART, REPLACE, describe
+from hq_sweep.launchers import supervise
 
 REDIS_URL_VAR = "HQ_SWEEP_REDIS_URL"
 # How long wait() blocks between supervision passes: short enough that a crash is noticed
@@ -126,17 +127,7 @@ class LocalLauncher:
 
     def wait(self, timeout_s: float | None) -> bool:
         """Supervise until no slot is active (None: however long); True if that happened."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            self.poll()
-            if not self.active():
-                return True
-            nap = _TICK_S
-            if deadline is not None:
-                if time.monotonic() >= deadline:
-                    return False
-                nap = min(nap, deadline - time.monotonic())
-            self._nap(max(0.0, nap))
+        return supervise(self.poll, self.active, self._nap, _TICK_S, timeout_s)
 
     def signal_all(self, sig: int) -> None:
         """Forward `sig` to every live worker; a stopping signal also ends all restarts."""
