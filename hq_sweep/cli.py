@@ -95,7 +95,7 @@ def run(
     queue = SweepQueue(connection, sweep_id)
     started = time.monotonic()
     try:
-        _follow(queue, thread, launcher, sweep_total(spec, None), live=not json_out)
+        _follow(queue, thread, launcher, sweep_total(spec), live=not json_out)
     except KeyboardInterrupt:
         thread.abort.set()
         launcher.stop()

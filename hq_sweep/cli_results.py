@@ -96,7 +96,7 @@ def export(
 def monitor(sweep: SweepOption = None, redis_url: RedisOption = None) -> None:
     """Live view of a sweep until it finishes (Ctrl-C leaves)."""
     queue = open_sweep(resolve_redis_url(redis_url), sweep)
-    total = sweep_total(stored_spec(queue), None)
+    total = sweep_total(stored_spec(queue))
     try:
         snap = watch(queue, total, until=lambda: queue.state() != "running", console=console)
     except KeyboardInterrupt:

@@ -32,6 +32,13 @@ log = logging.getLogger("hq_sweep.controller")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def trial_cap(spec: SweepSpec, grid_size: int | None) -> int | None:
+    """How many trials the sweep runs: run_cap, the grid's size, or the smaller; None if
+    neither bounds it (random and bayes sweeps without run_cap run until stopped)."""
+    caps = [c for c in (spec.run_cap, grid_size) if c is not None]
+    return min(caps) if caps else None
+
+
 class LostLock(HqSweepError):
     """Another controller took the sweep over: this one must stop at once."""
 
@@ -42,7 +49,6 @@ class ControllerOptions:
     wait_s: float = 0.05  # longest block on an empty results list
     target_job_s: float = 0.2  # size rq jobs so one carries about this much work
     max_batch: int = 256
-    max_trials: int | None = None  # overrides run_cap when given
     seed: int | None = None
 
 
@@ -82,15 +88,7 @@ class Controller:
 
     @property
     def cap(self) -> int | None:
-        caps = [
-            c
-            for c in (
-                self.options.max_trials or self.spec.run_cap,
-                len(self.grid) if self.grid is not None else None,
-            )
-            if c is not None
-        ]
-        return min(caps) if caps else None
+        return trial_cap(self.spec, len(self.grid) if self.grid is not None else None)
 
     def _remaining(self) -> int | None:
         cap = self.cap

@@ -12,8 +12,8 @@ from pathlib import Path
 import redis
 
 from hq_sweep import exitcodes
-from hq_sweep.connection import NoServerError, default_state_dir, redact, resolve_redis_url
-from hq_sweep.controller import Controller, ControllerOptions
+from hq_sweep.connection import NoServerError, default_state_dir, resolve_redis_url
+from hq_sweep.controller import Controller, ControllerOptions, trial_cap
 from hq_sweep.errors import HqSweepError
 from hq_sweep.launchers.local import LocalLauncher
 from hq_sweep.queue import SweepQueue, SweepRegistry
@@ -60,18 +60,11 @@ def stored_spec(queue: SweepQueue) -> SweepSpec:
     return parse_spec(json.loads(meta["spec"]), source=f"sweep {queue.sweep_id}")
 
 
-def sweep_total(spec: SweepSpec, max_trials: int | None) -> int | None:
+def sweep_total(spec: SweepSpec) -> int | None:
+    """The trials the sweep will run, when known (for progress bars)."""
     from hq_sweep.space import build_space
 
-    caps = [
-        c
-        for c in (
-            max_trials or spec.run_cap,
-            build_space(spec).grid_size() if spec.is_grid else None,
-        )
-        if c
-    ]
-    return min(caps) if caps else None
+    return trial_cap(spec, build_space(spec).grid_size() if spec.is_grid else None)
 
 
 class ControllerThread(threading.Thread):
@@ -128,6 +121,3 @@ class LocalRun:
                 f"see their logs in {default_state_dir() / 'logs'}"
             )
 
-
-def describe_url(url: str) -> str:
-    return redact(url)
