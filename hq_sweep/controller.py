@@ -326,19 +326,25 @@ class Controller:
         self.best_dirty = False
 
     def _prune_decisions(self, reports: list[Report]) -> None:
-        """Feed reports to the study; ask the pruner once per trial for the whole batch."""
+        """Feed reports to the study; ask the pruner once per trial for the whole batch, and
+        answer at once the workers waiting on a decision."""
         reported: dict[int, optuna.trial.Trial] = {}
+        waiting: dict[int, int] = {}  # trial number -> latest step its worker waits on
         for report in reports:
             trial = self.pending.get(report.number)
             if trial is None:
                 continue  # told already
+            if report.awaits:
+                waiting[report.number] = max(report.step, waiting.get(report.number, report.step))
             seen = self.steps_seen.setdefault(report.number, set())
             if report.step in seen:
                 continue  # a step that a retried attempt reports again
             seen.add(report.step)
             trial.report(report.value, report.step)
             reported[report.number] = trial
-        for number, trial in reported.items():
-            if number not in self.flagged and trial.should_prune():
-                self.flagged.add(number)
-                self.queue.flag_prune(number)
+        prune = [number for number, trial in reported.items()
+                 if number not in self.flagged and trial.should_prune()]
+        self.flagged.update(prune)
+        answers = {number: (step, int(number in self.flagged)) for number, step in waiting.items()}
+        if prune or answers:
+            self.queue.decide(prune, answers)

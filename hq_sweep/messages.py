@@ -123,20 +123,27 @@ class TrialOutcome:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """An intermediate value a worker reported; the controller feeds it to the pruner."""
+    """An intermediate value a worker reported; the controller feeds it to the pruner.
+
+    `awaits` says the worker is waiting (briefly) for the decision on this step, so the
+    controller answers it on the trial's decision list even when the answer is "go on".
+    """
 
     number: int
     attempt: int
     step: int
     value: float
+    awaits: bool = False
 
     def encode(self) -> str:
-        return dumps([self.number, self.attempt, self.step, self.value])
+        fields: list[Any] = [self.number, self.attempt, self.step, self.value]
+        return dumps([*fields, 1] if self.awaits else fields)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Report:
         try:
-            number, attempt, step, value = json.loads(raw)
-            return cls(int(number), int(attempt), int(step), float(value))
+            number, attempt, step, value, *rest = json.loads(raw)
+            return cls(int(number), int(attempt), int(step), float(value), bool(rest and rest[0]))
         except (ValueError, TypeError) as exc:
-            raise MessageError(f"report: expected [number, attempt, step, value] ({exc})") from exc
+            raise MessageError(
+                f"report: expected [number, attempt, step, value(, awaits)] ({exc})") from exc

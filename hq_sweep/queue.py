@@ -7,10 +7,13 @@ Key schema (every value is JSON or plain text, never pickle):
                                         (running|finished), created, next (trials allocated),
                                         best (JSON), finished_reason
     hqs:s:{id}:t:{n}            HASH    trial record: state, attempt, params (JSON),
-                                        queued_at, worker, started_at, lease, ended_at,
+                                        queued_at, worker, started_at (claimed), lease,
+                                        ended_at, duration (objective's run time, s),
                                         values (JSON), reason, metrics (JSON), prune,
                                         released (attempts handed back by stopping workers)
     hqs:s:{id}:iv:{n}           HASH    step -> intermediate value (exact decimal text)
+    hqs:s:{id}:dec:{n}          LIST    the controller's latest answer to a report the worker
+                                        waits on: "step verdict" (1 prune, 0 go on); expires
     hqs:s:{id}:counts           HASH    trial state -> number of trials in it (kept, not scanned),
                                         plus requeued (lease expiries and hand-backs)
     hqs:s:{id}:ready            LIST    numbers of queued trials, taken by workers' claims
@@ -42,6 +45,8 @@ from rq.serializers import JSONSerializer
 from hq_sweep.messages import MessageError, Report, TrialOutcome, TrialTask, dumps, loads_object
 
 SWEEPS_KEY = "hqs:sweeps"
+_DECISION_TTL_MS = 60_000
+_BLPOP_BACKSTOP_S = 1  # the server-side limit of a decision wait (the real one is ours)
 RUN_BATCH_FUNC = "hq_sweep.worker.run_trial_batch"
 _SCRIPTS = ("create_sweep", "claim", "finish", "report", "cancel", "lock_renew", "lock_release",
             "renew", "reap", "release")
@@ -272,8 +277,45 @@ class SweepQueue:
             )
             return None
 
-    def flag_prune(self, number: int) -> None:
-        self.connection.hset(self.trial_key(number), "prune", "1")
+    def decide(self, prune: Iterable[int], answers: dict[int, tuple[int, int]]) -> None:
+        """Flag trials to prune (read with their next report) and answer the workers waiting
+        on a decision: trial number -> (step, verdict). One round trip."""
+        pipe = self.connection.pipeline(transaction=False)
+        for number in prune:
+            pipe.hset(self.trial_key(number), "prune", "1")
+        for number, (step, verdict) in answers.items():
+            key = f"{self.prefix}:dec:{number}"
+            pipe.delete(key)  # only the latest answer matters
+            pipe.rpush(key, f"{step} {verdict}")
+            pipe.pexpire(key, _DECISION_TTL_MS)
+        pipe.execute()
+
+    def await_decision(self, number: int, step: int, timeout_s: float) -> int | None:
+        """The controller's verdict on `step` (or a later one) of trial `number`: 1 prune,
+        0 go on, None when none came within `timeout_s`.
+
+        Redis times blocking commands out on its own clock tick (100 ms at the default hz),
+        far too coarse for a budget of milliseconds: the deadline is kept here, and a wait
+        that runs out drops its connection, which ends the BLPOP on the server too.
+        """
+        deadline = time.monotonic() + timeout_s
+        pool = self.connection.connection_pool
+        link = pool.get_connection()
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                link.send_command("BLPOP", f"{self.prefix}:dec:{number}", _BLPOP_BACKSTOP_S)
+                if not link.can_read(timeout=left):
+                    link.disconnect()
+                    return None
+                popped = link.read_response()
+                if not popped:
+                    return None
+                answered, verdict = (_text(popped[1]) or "").split()
+                if int(answered) >= step:
+                    return int(verdict)
+            return None
+        finally:
+            pool.release(link)
 
     def cancel(self, numbers: Sequence[int]) -> int:
         if not numbers:
@@ -313,6 +355,7 @@ class SweepQueue:
                 item.metrics_json,
                 out.encode(),
                 item.failure_kind,
+                f"{out.duration:.6f}" if out.duration else "",
             ]
         return [bool(flag) for flag in self._scripts["finish"](keys, args)]
 

@@ -45,6 +45,19 @@ def summary(queue: SweepQueue) -> dict[str, Any]:
     }
 
 
+def _timing(record: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
+    """(started, ended, duration) of a trial's last attempt. The record's started_at is when
+    the attempt was claimed, and a worker claims a batch at once, so the objective's own run
+    time (`duration`) is the better measure where it exists."""
+    started = float(record["started_at"]) if record.get("started_at") else None
+    ended = float(record["ended_at"]) if record.get("ended_at") else None
+    if record.get("duration") and ended is not None:
+        ran = float(record["duration"])
+        return ended - ran, ended, ran
+    duration = round(ended - started, 6) if started is not None and ended is not None else None
+    return started, ended, duration
+
+
 def trial_rows(queue: SweepQueue) -> list[dict[str, Any]]:
     """Every trial as a JSON-friendly dict, in trial-number order."""
     upto = int(queue.meta().get("next") or 0)
@@ -52,8 +65,7 @@ def trial_rows(queue: SweepQueue) -> list[dict[str, Any]]:
     intermediate = queue.intermediate_values(range(upto))
     rows = []
     for number, record in enumerate(records):
-        started = float(record["started_at"]) if record.get("started_at") else None
-        ended = float(record["ended_at"]) if record.get("ended_at") else None
+        started, ended, duration = _timing(record)
         rows.append(
             {
                 "number": number,
@@ -66,7 +78,7 @@ def trial_rows(queue: SweepQueue) -> list[dict[str, Any]]:
                 "worker": record.get("worker") or None,
                 "started_at": started,
                 "ended_at": ended,
-                "duration": round(ended - started, 6) if started and ended else None,
+                "duration": duration,
                 "reason": record.get("reason") or None,
             }
         )

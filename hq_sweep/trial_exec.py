@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 from optuna import TrialPruned
 
+from hq_sweep.decision_wait import DecisionWaits
 from hq_sweep.messages import Report, TrialOutcome, TrialState, dumps
 from hq_sweep.queue import Claim, Finish, SweepQueue
 from hq_sweep.trial import AttemptSuperseded, Trial
@@ -49,6 +51,9 @@ class ReportBuffer:
     A report is sent at once when the last send is `interval_s` old (an epoch-long trial
     reports immediately); a burst of quick reports travels in one round trip. The prune
     decision comes back with the send, so a trial learns it by its next report at the latest.
+    Where waiting pays off (see decision_wait), a report goes out at once and waits briefly
+    for the controller's decision on this very step, so a trial pruned at a rung stops there
+    instead of training one more step.
     """
 
     def __init__(self, queue: SweepQueue, feed_pruner: bool) -> None:
@@ -60,13 +65,37 @@ class ReportBuffer:
         self.verdicts: dict[int, int] = {}  # trial number -> -1 superseded, 1 prune, 0 go on
         self.last_send = 0.0
         self.lock = threading.Lock()
+        self.waits = DecisionWaits()
+        self.last_steps: dict[int, int] = {}  # trial number -> step of its previous report
 
-    def add(self, report: Report) -> int:
+    def add(self, report: Report, step_s: float = 0.0) -> int:
+        """Queue `report` (which ended a step of `step_s` seconds); the verdict known now."""
+        wait_s = self.waits.budget(report.step, step_s) if self.feed_pruner else 0.0
+        if wait_s:
+            report = dataclasses.replace(report, awaits=True)
         with self.lock:
             self.items.append(report)
-        if time.monotonic() - self.last_send >= self.interval_s:
+        if wait_s or time.monotonic() - self.last_send >= self.interval_s:
             self.send()
-        return self.verdicts.get(report.number, 0)
+        verdict = self.verdicts.get(report.number, 0)
+        decided_step = self.last_steps.get(report.number, report.step)  # a late decision's
+        if wait_s and verdict == 0:
+            verdict, decided_step = self._await(report, wait_s), report.step
+        self.last_steps[report.number] = report.step
+        if self.feed_pruner and verdict >= 0:
+            self.waits.observe(report.step, pruned=False)
+            if verdict == 1:
+                self.waits.observe(decided_step, pruned=True)
+        return verdict
+
+    def _await(self, report: Report, wait_s: float) -> int:
+        began = time.monotonic()
+        verdict = self.queue.await_decision(report.number, report.step, wait_s)
+        answered = verdict is not None
+        self.waits.waited(time.monotonic() - began, answered)
+        if verdict:
+            self.verdicts[report.number] = verdict
+        return verdict or 0
 
     def send(self) -> None:
         with self.lock:
@@ -80,6 +109,7 @@ class ReportBuffer:
 
     def forget(self, number: int) -> None:
         self.verdicts.pop(number, None)
+        self.last_steps.pop(number, None)
 
 
 class TrialExecutor:
@@ -95,6 +125,7 @@ class TrialExecutor:
         self.timeout_s = timeout_s
         self.current: Claim | None = None
         self.started = 0.0
+        self.last_report_at = 0.0
         self._superseded: set[int] = set()
         self._lock = threading.Lock()
         self.reports = ReportBuffer(queue, feed_pruner)
@@ -105,6 +136,7 @@ class TrialExecutor:
         trial = Trial(task.number, claim.attempt, task.params, self.nest(task.params),
                       lambda step, value: self._report(claim, step, value))
         self.current, self.started = claim, time.monotonic()
+        self.last_report_at = self.started
         try:
             ending = self._call(trial)
         except AttemptSuperseded:
@@ -162,7 +194,10 @@ class TrialExecutor:
         with self._lock:
             if claim.task.number in self._superseded:
                 return -1
-        return self.reports.add(Report(claim.task.number, claim.attempt, step, value))
+        step_s = time.monotonic() - self.last_report_at
+        verdict = self.reports.add(Report(claim.task.number, claim.attempt, step, value), step_s)
+        self.last_report_at = time.monotonic()  # time spent waiting is not the next step's
+        return verdict
 
     def mark_superseded(self, number: int) -> None:
         """The heartbeat learnt this trial is no longer ours: its next report aborts it."""

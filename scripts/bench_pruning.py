@@ -35,8 +35,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def base_spec() -> dict[str, Any]:
+    spec: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "digits_pruned.yaml").read_text())
+    return spec
+
+
+def unpruned_epochs() -> int:
+    spec = base_spec()
+    return int(spec["parameters"]["epochs"]["value"]) * int(spec["run_cap"])
+
+
 def run_variant(name: str, seed: int, workers: int, state: Path) -> dict[str, float]:
-    spec = yaml.safe_load((ROOT / "examples" / "digits_pruned.yaml").read_text())
+    spec = base_spec()
     spec.pop("pruner", None)
     spec.update(VARIANTS[name])
     spec["name"] = f"digits-{name}-s{seed}"
@@ -62,12 +72,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="which variants to run (default: all)")
     args = parser.parse_args()
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in args.variants}
     with tempfile.TemporaryDirectory() as tmp:
         try:
             for seed in args.seeds:
-                for name in VARIANTS:
+                for name in args.variants:
                     result = run_variant(name, seed, args.workers, Path(tmp))
                     results[name].append(result)
                     print(f"seed {seed} {name:16s} best {result['best']:.4f}  "
@@ -76,7 +88,9 @@ def main() -> None:
         finally:
             subprocess.run([sys.executable, "-m", "hq_sweep", "server", "stop"],
                            env={**os.environ, "HQ_SWEEP_STATE_DIR": tmp}, capture_output=True)
-    base = statistics.median(r["epochs"] for r in results["none"])
+    # Unpruned, every trial trains the full `epochs`: the base needs no run of its own.
+    base = statistics.median(r["epochs"] for r in results["none"]) if "none" in results else (
+        unpruned_epochs())
     print("\nmedians over seeds", args.seeds)
     print(f"{'variant':16s} {'best acc':>9s} {'epochs':>7s} {'of unpruned':>12s}")
     for name, runs in results.items():

@@ -103,5 +103,5 @@ def objective(trial: Any, state: DigitsData) -> dict[str, float]:
             model.partial_fit(state.x_train, state.y_train, classes=state.classes)
             accuracy = float(np.mean(model.predict(state.x_val) == state.y_val))
             best = max(best, accuracy)
-            trial.report(accuracy, epoch)  # may raise optuna.TrialPruned: let it propagate
+            trial.report(accuracy, epoch + 1)  # step = epochs trained; may raise optuna.TrialPruned: let it propagate
     return {"val_accuracy": best, "final_accuracy": accuracy, "epochs_run": float(epochs)}

@@ -4,12 +4,13 @@
 -- KEYS[3]     hqs:s:{id}:leases   ZSET  trial number -> lease deadline (entry removed)
 -- KEYS[4]     hqs:s:{id}:reasons  HASH  failure kind -> count (for `hq-sweep status`)
 -- KEYS[5..n]  hqs:s:{id}:t:{num}  HASH  trial records (state, ended_at, values, reason,
---                                       metrics; lease removed)
--- ARGV: 9 entries per trial, in KEYS order: number, attempt, final state, ended_at,
---       values JSON, reason, metrics JSON, outcome JSON, failure kind.
+--                                       metrics, duration; lease removed)
+-- ARGV: 10 entries per trial, in KEYS order: number, attempt, final state, ended_at,
+--       values JSON, reason, metrics JSON, outcome JSON, failure kind, duration (seconds the
+--       objective ran: a batch claims several trials at once, so ended_at - started_at is not).
 --       Empty strings mean "no such field".
 -- Returns one flag per trial: 1 recorded, 0 rejected (not running, or a stale attempt).
-local stride = 9
+local stride = 10
 local recorded = {}
 for i = 5, #KEYS do
   local key = KEYS[i]
@@ -19,7 +20,8 @@ for i = 5, #KEYS do
      and redis.call('HGET', key, 'attempt') == ARGV[base + 2] then
     local state = ARGV[base + 3]
     redis.call('HSET', key, 'state', state, 'ended_at', ARGV[base + 4])
-    local optional = {values = ARGV[base + 5], reason = ARGV[base + 6], metrics = ARGV[base + 7]}
+    local optional = {values = ARGV[base + 5], reason = ARGV[base + 6], metrics = ARGV[base + 7],
+                      duration = ARGV[base + 10]}
     for field, value in pairs(optional) do
       if value ~= '' then redis.call('HSET', key, field, value) end
     end

@@ -110,3 +110,40 @@ def test_prune_decisions_match_optuna_on_fixed_curves(redis_url: str, name: str)
     assert through_hq_sweep(redis_url, spec) == expected
     if name != "nop":
         assert any(step is not None for step in expected.values()), "curves prune nothing"
+
+
+def threshold_controller(redis_url: str, name: str) -> tuple[SweepQueue, Controller]:
+    spec = make_spec({"pruner": {"name": "threshold", "options": {"upper": 1.0}}})
+    connection = connect(redis_url)
+    queue = SweepQueue(connection, SweepRegistry(connection).create(name, "{}", "h", "/"))
+    controller = Controller(queue, spec, ControllerOptions(wait_s=0.0))
+    controller.step()  # asks ahead: trials are ready
+    return queue, controller
+
+
+@pytest.mark.timeout(30)
+def test_controller_answers_a_report_that_waits_and_only_that(redis_url: str) -> None:
+    queue, controller = threshold_controller(redis_url, "answers")
+    first, second = queue.claim("w", 2, lease_s=30)
+    queue.report(Report(first.task.number, first.attempt, 0, 0.5, awaits=True))
+    queue.report(Report(second.task.number, second.attempt, 0, 2.0, awaits=True))
+    controller.step()
+    assert queue.await_decision(first.task.number, 0, timeout_s=5) == 0  # under the threshold
+    assert queue.await_decision(second.task.number, 0, timeout_s=5) == 1
+    # An answer names its step: a wait for a later step does not take an older answer.
+    queue.report(Report(first.task.number, first.attempt, 1, 0.5))  # not waiting: no answer
+    controller.step()
+    assert queue.await_decision(first.task.number, 1, timeout_s=0.05) is None
+
+
+@pytest.mark.timeout(30)
+def test_a_decision_wait_keeps_its_own_deadline(redis_url: str) -> None:
+    """Redis times BLPOP out on its 100 ms tick; a 20 ms budget must cost about 20 ms."""
+    queue, _ = threshold_controller(redis_url, "deadline")
+    for _ in range(5):
+        began = time.monotonic()
+        assert queue.await_decision(0, 0, timeout_s=0.02) is None
+        assert time.monotonic() - began < 0.08
+    assert queue.connection.ping()  # the dropped link reconnects for the next command
+    queue.decide([], {0: (3, 1)})
+    assert queue.await_decision(0, 3, timeout_s=5) == 1

@@ -60,7 +60,7 @@ def test_report_records_value_and_returns_prune_decision(redis_url: str) -> None
     queue, _ = _queue(redis_url, 1)
     queue.claim("w", 1, lease_s=30)
     assert queue.report(Report(0, 1, 0, 0.9583333333333334)) == 0
-    queue.flag_prune(0)
+    queue.decide([0], {})
     assert queue.report(Report(0, 1, 1, 0.5)) == 1
     assert queue.report(Report(0, 7, 2, 0.5)) == -1  # stale attempt
     assert queue.intermediate_values([0]) == {0: {0: 0.9583333333333334, 1: 0.5}}

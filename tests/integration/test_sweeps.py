@@ -205,3 +205,21 @@ def test_detached_controller_and_standby_takeover(redis_url: str, tmp_path: Path
     rows = finished_rows(redis_url, "standby")
     assert [r["number"] for r in rows] == list(range(150))
     assert all(r["state"] == "complete" for r in rows)
+
+
+@pytest.mark.timeout(120)
+def test_a_trial_pruned_at_a_step_trains_no_further(redis_url: str, tmp_path: Path) -> None:
+    """With steps long enough to afford it, the worker waits for the decision on the step it
+    reports, so a pruned trial stops at that step instead of training one more."""
+    spec = write_sweep(tmp_path, {
+        "name": "on-time", "method": "grid", "metric": {"name": "loss"},
+        "worker": {"module": TOY, "objective": "slow_steps"},
+        "pruner": {"name": "threshold", "options": {"upper": 1.5}},
+        "parameters": {"x": {"values": [0.5, 1.0, 2.0]}},
+    })
+    result = hq(["run", str(spec), "--workers", "1", "--json"], cli_env(redis_url, tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = {r["params"]["x"]: r for r in finished_rows(redis_url, "on-time")}
+    # x * step first exceeds 1.5 at step 2 for x=1 and at step 1 for x=2; x=0.5 never does.
+    assert {x: (r["state"], sorted(r["intermediate_values"])) for x, r in rows.items()} == {
+        0.5: ("complete", [0, 1, 2, 3]), 1.0: ("pruned", [0, 1, 2]), 2.0: ("pruned", [0, 1])}

@@ -33,6 +33,9 @@ def test_outcome_garbage_is_a_message_error(raw: bytes) -> None:
 def test_report_round_trip_keeps_exact_floats() -> None:
     report = Report(1, 1, 5, 0.9583333333333334)
     assert Report.decode(report.encode()) == report
+    waiting = Report(1, 1, 5, 0.5, awaits=True)
+    assert Report.decode(waiting.encode()) == waiting
+    assert Report.decode(b"[1, 1, 5, 0.5]").awaits is False  # reports from older workers
     with pytest.raises(MessageError):
         Report.decode(b"[1, 2]")
 

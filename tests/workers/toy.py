@@ -38,3 +38,13 @@ def grid(trial: Any, state: dict[str, Any]) -> dict[str, float]:
     for step in range(3):
         trial.report(value + step, step)
     return {"score": value, "extra": 1.0}
+
+
+def slow_steps(trial: Any, state: dict[str, Any]) -> float:
+    """Reports x * step after each of 4 steps of `HQ_SWEEP_TEST_STEP_S` (default 0.2 s)."""
+    x = float(trial.params["x"])
+    pause = float(os.environ.get("HQ_SWEEP_TEST_STEP_S", "0.2"))
+    for step in range(4):
+        time.sleep(pause)
+        trial.report(x * step, step)  # may raise optuna.TrialPruned
+    return x * 3
