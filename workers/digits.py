@@ -103,5 +103,6 @@ def objective(trial: Any, state: DigitsData) -> dict[str, float]:
             model.partial_fit(state.x_train, state.y_train, classes=state.classes)
             accuracy = float(np.mean(model.predict(state.x_val) == state.y_val))
             best = max(best, accuracy)
-            trial.report(accuracy, epoch + 1)  # step = epochs trained; may raise optuna.TrialPruned: let it propagate
+            # Step = epochs trained, so a pruner's min_resource 1 means after one epoch.
+            trial.report(accuracy, epoch + 1)  # may raise optuna.TrialPruned: let it propagate
     return {"val_accuracy": best, "final_accuracy": accuracy, "epochs_run": float(epochs)}
