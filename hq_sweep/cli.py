@@ -226,6 +226,8 @@ def _spawn_controller(url: str, sweep_id: str, lock_lease: float) -> None:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+    # Batch scripts stop the controller they started when their job ends: they read this.
+    (logs / "controller.pid").write_text(f"{process.pid}\n")
     console.print(f"controller running in the background (pid {process.pid}, log {log_path})")
 
 

@@ -242,8 +242,9 @@ class WarmWorker(SimpleWorker):
         self.runner.abandon(exitcodes.REQUEUED)
 
     def _on_usr1(self, signum: int, frame: FrameType | None) -> None:
-        log.warning("%s: SIGUSR1 (walltime near): no new trials; finishing the current one",
-                    self.name)
+        if not self._stop_requested:  # srun and the batch script may both forward it
+            log.warning("%s: SIGUSR1 (walltime near): no new trials; finishing the current one",
+                        self.name)
         self.runner.stop(exitcodes.WALLTIME)
         self._stop_requested = True
 

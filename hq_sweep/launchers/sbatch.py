@@ -246,7 +246,17 @@ mkdir -p "$HQ_SWEEP_STATE_DIR"
 # this shell (and the bookkeeping below), so remember it until there is someone to tell.
 hq_sweep_signal=""
 trap 'hq_sweep_signal=USR1' USR1
-trap 'hq_sweep_signal=TERM' TERM"""
+trap 'hq_sweep_signal=TERM' TERM
+
+# On the way out, whatever ended the job: stop this job's controller, then its server.
+hq_sweep_controller=""
+hq_sweep_own_server=""
+hq_sweep_exit() {{
+  [[ -n $hq_sweep_controller ]] && kill "$hq_sweep_controller" 2>/dev/null || true
+  [[ -n $hq_sweep_own_server ]] \\
+    && hq-sweep server stop --state-dir "$HQ_SWEEP_STATE_DIR" >/dev/null 2>&1 || true
+}}
+trap hq_sweep_exit EXIT"""
 
 
 def _server(o: SbatchOptions) -> str:
@@ -260,15 +270,17 @@ if ! hq-sweep server status --state-dir "$HQ_SWEEP_STATE_DIR" >/dev/null 2>&1; t
   # Stopped when this shell exits, after the workers: a clean shutdown completes the AOF
   # (a kill at the job's end may lose its last second), and no server outlives the job on a
   # node that is no longer ours (not every site's Slurm kills what a job leaves behind).
-  trap 'hq-sweep server stop --state-dir "$HQ_SWEEP_STATE_DIR" >/dev/null 2>&1 || true' EXIT
+  hq_sweep_own_server=1
 fi"""
 
 
 def _enqueue(o: SbatchOptions) -> str:
     return f"""\
 # The sweep id is fixed when the script is rendered, so every chain link resumes the same
-# sweep; the controller runs in the background on this node.
-hq-sweep enqueue {shlex.quote(o.sweep_file)} --sweep {o.sweep_id} --detach"""
+# sweep; the controller runs in the background on this node until this shell exits (its
+# state is in Redis: the next link's controller takes over where it stopped).
+hq-sweep enqueue {shlex.quote(o.sweep_file)} --sweep {o.sweep_id} --detach
+hq_sweep_controller="$(cat "$HQ_SWEEP_STATE_DIR/logs/{o.sweep_id}/controller.pid" || true)\""""
 
 
 def _chain(o: SbatchOptions) -> str:

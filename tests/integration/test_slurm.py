@@ -8,6 +8,7 @@ each are there. The Redis server binds 127.0.0.1: fine, the emulated nodes are t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -179,29 +180,49 @@ def test_walltime_guard_stops_claiming_before_the_end_and_loses_nothing(
     _exactly_once(redis_url, "wall", trials)
 
 
-@pytest.mark.timeout(240)
-def test_sbatch_signal_usr1_before_walltime_loses_no_trial(
-    redis_url: str, tmp_path: Path, slurm: str
+def _jobs_named(name: str) -> list[str]:
+    done = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i %T"], capture_output=True,
+                          text=True, timeout=20, check=False)
+    return done.stdout.split("\n") if done.stdout.strip() else []
+
+
+@pytest.mark.timeout(300)
+def test_chained_sbatch_allocations_finish_a_sweep_too_long_for_one(
+    tmp_path: Path, slurm: str
 ) -> None:
-    """sbatch -t 2 --signal=B:USR1@60: start-workers forwards it; the rest runs afterwards."""
-    trials = 240  # 2.5 s each: 150 s for 4 workers, longer than the job
-    env = cli_env(redis_url, tmp_path, HQ_SWEEP_TEST_PAUSE="2.5")
-    controller = _controller(_grid(tmp_path, "usr1", trials), "usr1", env, tmp_path)
-    script = tmp_path / "job.sh"
-    # exec: the batch shell becomes start-workers, so the B: signal reaches it.
-    script.write_text("#!/bin/bash\nexec " + " ".join(HQ_SWEEP) + " start-workers --sweep usr1\n")
-    out = tmp_path / "job.out"
+    """The rendered script, as users submit it: 2-minute links, USR1 60 s before the end,
+    --chain 3. Link 1 drains on the warning, link 2 resumes the same sweep from the server's
+    data in the state dir and finishes it, and link 3, queued by link 2, is cancelled."""
+    trials = 160  # 2 s each on 4 workers: 80 s, more than link 1's 30-60 s before USR1
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if k != "HQ_SWEEP_REDIS_URL"}
+    env.update(HQ_SWEEP_STATE_DIR=str(state), HQ_SWEEP_TEST_PAUSE="2")
+    script = tmp_path / "chain.sbatch"
+    rendered = hq(["sbatch", str(_grid(tmp_path, slurm, trials)), "--nodes", "2",
+                   "--gpus-per-node", "2", "--time", "2", "--signal-seconds", "60",
+                   "--chain", "3", "--state-dir", str(state), "--sweep", slurm,
+                   "--output", str(script)], env)
+    assert rendered.returncode == 0, rendered.stderr
+    submitted = subprocess.run(["sbatch", "--parsable", str(script)], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=30)
+    assert submitted.returncode == 0, submitted.stderr
+    def logs() -> str:
+        return "\n".join(path.read_text() for path in sorted(tmp_path.glob("hq-sweep-*.out")))
+
+    poll(lambda: len(list(tmp_path.glob("hq-sweep-*.out"))) >= 2 and not _jobs_named(slurm),
+         270, "two chain links to run and none to be left", logs)
+    # Every link stopped its server on the way out: the data in the state dir is the record.
+    assert hq(["server", "start", "--state-dir", str(state)], env).returncode == 0
     try:
-        # --wait polls slowly (4-5 s) but bounds the wait; the timeout bounds it too.
-        job = subprocess.run(
-            ["sbatch", "--wait", "-J", slurm, "-N2", "--gres=gpu:2", "-t", "2",
-             "--signal=B:USR1@60", "-o", str(out), str(script)],
-            env=env, capture_output=True, text=True, timeout=200)
-        assert job.returncode == 0, (job.stderr, out.read_text()[-3000:])
-        log = out.read_text()
-        assert _ended(log) == ["drained after SIGUSR1 (walltime warning)"] * 4, log[-3000:]
-        assert 0 < _complete(redis_url, "usr1") < trials
-        _finish_locally(env, "usr1", controller, workers=16)
+        status = json.loads(hq(["status", "--sweep", slurm, "--json"], env).stdout)
+        rows = json.loads(hq(["export", "--sweep", slurm, "--format", "json"], env).stdout)
     finally:
-        controller.kill()
-    _exactly_once(redis_url, "usr1", trials)
+        hq(["server", "stop", "--state-dir", str(state)], env)
+    text = logs()
+    assert "chain link 1/3; next link:" in text and "chain link 2/3; next link:" in text, text
+    assert "USR1: workers finish their trials" in text, text[-3000:]
+    assert "sweep finished; cancelling next link" in text, text[-3000:]
+    assert status["state"] == "finished", status
+    assert sorted(r["number"] for r in rows) == list(range(trials))
+    assert all(r["state"] == "complete" for r in rows)
+    assert sorted(r["params"]["x"] for r in rows) == list(range(trials))
