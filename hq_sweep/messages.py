@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class MessageError(ValueError):
@@ -121,12 +121,13 @@ class TrialOutcome:
             raise MessageError(f"trial outcome: {exc}") from exc
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
+class Report(NamedTuple):
     """An intermediate value a worker reported; the controller feeds it to the pruner.
 
     `awaits` says the worker is waiting (briefly) for the decision on this step, so the
     controller answers it on the trial's decision list even when the answer is "go on".
+    A NamedTuple, not a frozen dataclass: a trial may report thousands of times, and this
+    is built on every report (measured 0.3 vs 1.3 us).
     """
 
     number: int
@@ -143,6 +144,8 @@ class Report:
     def decode(cls, raw: bytes | str) -> Report:
         try:
             number, attempt, step, value, *rest = json.loads(raw)
+            if len(rest) > 1:
+                raise ValueError(f"{len(rest) + 4} items")
             return cls(int(number), int(attempt), int(step), float(value), bool(rest and rest[0]))
         except (ValueError, TypeError) as exc:
             raise MessageError(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import signal
 import threading
 import time
@@ -70,23 +69,29 @@ class ReportBuffer:
 
     def add(self, report: Report, step_s: float = 0.0) -> int:
         """Queue `report` (which ended a step of `step_s` seconds); the verdict known now."""
-        wait_s = self.waits.budget(report.step, step_s) if self.feed_pruner else 0.0
+        if not self.feed_pruner:  # the common, hot path: append, send now and then
+            self._queue_up(report, at_once=False)
+            return self.verdicts.get(report.number, 0)
+        wait_s = self.waits.budget(report.step, step_s)
         if wait_s:
-            report = dataclasses.replace(report, awaits=True)
-        with self.lock:
-            self.items.append(report)
-        if wait_s or time.monotonic() - self.last_send >= self.interval_s:
-            self.send()
+            report = report._replace(awaits=True)
+        self._queue_up(report, at_once=bool(wait_s))
         verdict = self.verdicts.get(report.number, 0)
         decided_step = self.last_steps.get(report.number, report.step)  # a late decision's
         if wait_s and verdict == 0:
             verdict, decided_step = self._await(report, wait_s), report.step
         self.last_steps[report.number] = report.step
-        if self.feed_pruner and verdict >= 0:
+        if verdict >= 0:
             self.waits.observe(report.step, pruned=False)
             if verdict == 1:
                 self.waits.observe(decided_step, pruned=True)
         return verdict
+
+    def _queue_up(self, report: Report, at_once: bool) -> None:
+        with self.lock:
+            self.items.append(report)
+        if at_once or time.monotonic() - self.last_send >= self.interval_s:
+            self.send()
 
     def _await(self, report: Report, wait_s: float) -> int:
         began = time.monotonic()
@@ -191,11 +196,14 @@ class TrialExecutor:
             signal.signal(signal.SIGALRM, previous)
 
     def _report(self, claim: Claim, step: int, value: float) -> int:
-        with self._lock:
-            if claim.task.number in self._superseded:
-                return -1
+        number = claim.task.number
+        if number in self._superseded:  # a set read is atomic: no lock on this hot path
+            return -1
+        report = Report(number, claim.attempt, step, value)
+        if not self.reports.feed_pruner:
+            return self.reports.add(report)
         step_s = time.monotonic() - self.last_report_at
-        verdict = self.reports.add(Report(claim.task.number, claim.attempt, step, value), step_s)
+        verdict = self.reports.add(report, step_s)
         self.last_report_at = time.monotonic()  # time spent waiting is not the next step's
         return verdict
 
