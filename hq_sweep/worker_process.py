@@ -23,7 +23,7 @@ from hq_sweep.spec import SweepSpec, parse_spec
 from hq_sweep.trial import WorkerContext
 from hq_sweep.trial_exec import TrialExecutor
 from hq_sweep.usercode import Objective, UserCode, UserCodeError, load_user_code
-from hq_sweep.worker import Heartbeat, TrialRunner, WarmWorker, WorkerOptions
+from hq_sweep.worker import Heartbeat, TrialRunner, WarmWorker, WorkerOptions, rss_mb
 
 log = logging.getLogger("hq_sweep.worker")
 
@@ -92,6 +92,18 @@ def _options_for(spec: SweepSpec, options: WorkerOptions) -> WorkerOptions:
                                max_rss_mb=spec.max_worker_memory_mb)
 
 
+def memory_limit_after_setup(options: WorkerOptions, name: str) -> WorkerOptions:
+    """Turn memory recycling off when setup() alone passes the limit: recycling would then
+    restart the worker (and pay setup again) after every single trial."""
+    limit = options.max_rss_mb
+    if limit is None or (used := rss_mb()) <= limit:
+        return options
+    log.warning("%s: %.0f MB resident after setup(), over max_worker_memory_mb %.0f: memory "
+                "recycling is off for this worker (it would restart after every trial); raise "
+                "max_worker_memory_mb above what setup() needs", name, used, limit)
+    return dataclasses.replace(options, max_rss_mb=None)
+
+
 def _run_setup(code: UserCode, ctx: WorkerContext) -> Any:
     if code.setup is None:
         return None
@@ -119,6 +131,7 @@ def run_worker(
     job = JobEnvironment.from_env()
     name = job.worker_name()
     state = _run_setup(code, WorkerContext(worker_name=name, sweep=sweep_id, spec=spec, job=job))
+    options = memory_limit_after_setup(options, name)
     # Command mode bounds its subprocess itself; Python objectives get the worker's alarm.
     timeout = None if spec.worker is None else spec.trial_timeout
     prunes = spec.early_terminate is not None or (
