@@ -99,6 +99,12 @@ def start(
 ) -> None:
     """Start a server with a generated password and AOF persistence."""
     directory = state_dir or default_state_dir()
+    # A SIGTERM while the server starts (scancel right away) must stop it, not orphan it:
+    # note it now, act on it once the server is up.
+    early: list[int] = []
+    if foreground:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, lambda signum, _frame: early.append(signum))
     try:
         info = start_server(directory, port=port, bind=bind, detach=not foreground)
     except ServerError as exc:
@@ -107,7 +113,7 @@ def start(
         _fail(f"cannot start a server in {directory}: {exc.strerror or exc}")
     _print_started(info)
     if foreground:
-        _run_in_foreground(info)
+        _run_in_foreground(info, early)
 
 
 def _print_started(info: ServerInfo) -> None:
@@ -125,17 +131,22 @@ def _print_started(info: ServerInfo) -> None:
         )
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _run_in_foreground(info: ServerInfo) -> None:
+def _run_in_foreground(info: ServerInfo, early: list[int]) -> None:
     _console().print("  running in the foreground; press Ctrl-C to stop")
     # SIGTERM (scancel, systemd) and SIGHUP (terminal closed) must stop the server too,
     # not just kill us and leave it running.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in _STOP_SIGNALS:
         signal.signal(sig, _interrupt)
     try:
+        if early:
+            raise KeyboardInterrupt(signal.Signals(early[0]).name)
         try:
             os.waitpid(info.pid, 0)
         except ChildProcessError:  # already reaped elsewhere: fall back to polling

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 import time
@@ -14,12 +15,14 @@ from typing import Any
 
 from optuna import TrialPruned
 
+from hq_sweep.backoff import TRANSIENT
 from hq_sweep.decision_wait import DecisionWaits
 from hq_sweep.messages import Report, TrialOutcome, TrialState, dumps
 from hq_sweep.queue import Claim, Finish, SweepQueue
 from hq_sweep.trial import AttemptSuperseded, Trial
 from hq_sweep.usercode import InvalidResult, Objective, normalize_result
 
+log = logging.getLogger("hq_sweep")
 _REASON_LIMIT = 4000
 
 
@@ -66,6 +69,7 @@ class ReportBuffer:
         self.lock = threading.Lock()
         self.waits = DecisionWaits()
         self.last_steps: dict[int, int] = {}  # trial number -> step of its previous report
+        self.unsent_since: float | None = None  # Redis unreachable since (monotonic)
 
     def add(self, report: Report, step_s: float = 0.0) -> int:
         """Queue `report` (which ended a step of `step_s` seconds); the verdict known now."""
@@ -91,11 +95,20 @@ class ReportBuffer:
         with self.lock:
             self.items.append(report)
         if at_once or time.monotonic() - self.last_send >= self.interval_s:
-            self.send()
+            try:
+                self.send()
+                self.unsent_since = None
+            except TRANSIENT as exc:  # a Redis blip must not cost the trial: the next send
+                if self.unsent_since is None:  # or the flush delivers them; say so once
+                    log.warning("reports wait for Redis (%s); training goes on", exc)
+                    self.unsent_since = time.monotonic()
 
     def _await(self, report: Report, wait_s: float) -> int:
         began = time.monotonic()
-        verdict = self.queue.await_decision(report.number, report.step, wait_s)
+        try:
+            verdict = self.queue.await_decision(report.number, report.step, wait_s)
+        except TRANSIENT:
+            verdict = None  # no decision now; it comes with a later report
         answered = verdict is not None
         self.waits.waited(time.monotonic() - began, answered)
         if verdict:
@@ -103,12 +116,20 @@ class ReportBuffer:
         return verdict or 0
 
     def send(self) -> None:
+        """Send what is buffered; on a Redis error the reports stay buffered (resending is
+        harmless: values are keyed by step, and the controller skips steps it has seen)."""
         with self.lock:
             items, self.items = self.items, []
         self.last_send = time.monotonic()
         if not items:
             return
-        for number, verdict in self.queue.report_many(items, self.feed_pruner).items():
+        try:
+            verdicts = self.queue.report_many(items, self.feed_pruner)
+        except TRANSIENT:
+            with self.lock:
+                self.items[:0] = items
+            raise
+        for number, verdict in verdicts.items():
             if verdict != 0:
                 self.verdicts[number] = verdict
 

@@ -300,3 +300,27 @@ def test_foreground_server_stops_with_the_cli(tmp_path: Path) -> None:
     assert cli.returncode == 0, err
     assert not pid_alive(info.pid)
     assert read_connection_file(state_dir) is None
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_the_moment_a_foreground_server_exists_still_stops_it(tmp_path: Path) -> None:
+    """scancel right after start: the CLI must not die before it can stop its server."""
+    state_dir = tmp_path / "fg"
+    launcher = "from hq_sweep.cli_server import server_app; server_app()"
+    cli = subprocess.Popen(
+        [sys.executable, "-c", launcher, "start", "--foreground", "--state-dir", str(state_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while (info := read_connection_file(state_dir)) is None:
+            assert cli.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        cli.send_signal(signal.SIGTERM)
+        _, err = cli.communicate(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.communicate()
+    assert cli.returncode == 0, err
+    assert not pid_alive(info.pid)

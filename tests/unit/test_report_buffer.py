@@ -1,0 +1,49 @@
+"""Reports during a Redis blip: kept and sent later, never a failed trial."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+import redis
+
+from hq_sweep.messages import Report
+from hq_sweep.trial_exec import ReportBuffer
+
+pytestmark = pytest.mark.timeout(10)
+
+
+class FlakyQueue:
+    """Refuses the first `failures` sends, then records what arrives."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.received: list[Report] = []
+
+    def report_many(self, reports: Sequence[Report], feed_pruner: bool) -> dict[int, int]:
+        if self.failures:
+            self.failures -= 1
+            raise redis.exceptions.ConnectionError("connection refused")
+        self.received += reports
+        return {r.number: 0 for r in reports}
+
+
+def test_reports_survive_a_redis_blip_and_arrive_in_order() -> None:
+    queue = FlakyQueue(failures=2)
+    buffer = ReportBuffer(queue, feed_pruner=False)  # type: ignore[arg-type]
+    buffer.interval_s = 0.0  # send on every report
+    for step in range(4):
+        assert buffer.add(Report(7, 1, step, float(step))) == 0  # no exception reaches a trial
+    assert [r.step for r in queue.received] == [0, 1, 2, 3]
+    assert buffer.unsent_since is None
+
+
+def test_the_final_flush_still_raises_so_the_worker_retries_it() -> None:
+    queue = FlakyQueue(failures=1)
+    buffer = ReportBuffer(queue, feed_pruner=False)  # type: ignore[arg-type]
+    buffer.interval_s = float("inf")  # only explicit sends
+    buffer.add(Report(7, 1, 0, 0.5))
+    with pytest.raises(redis.exceptions.ConnectionError):
+        buffer.send()
+    buffer.send()
+    assert [r.step for r in queue.received] == [0]
