@@ -69,7 +69,7 @@ class ReportBuffer:
         self.lock = threading.Lock()
         self.waits = DecisionWaits()
         self.last_steps: dict[int, int] = {}  # trial number -> step of its previous report
-        self.unsent_since: float | None = None  # Redis unreachable since (monotonic)
+        self.unreachable = False  # the last send failed: Redis is away
 
     def add(self, report: Report, step_s: float = 0.0) -> int:
         """Queue `report` (which ended a step of `step_s` seconds); the verdict known now."""
@@ -82,7 +82,7 @@ class ReportBuffer:
         self._queue_up(report, at_once=bool(wait_s))
         verdict = self.verdicts.get(report.number, 0)
         decided_step = self.last_steps.get(report.number, report.step)  # a late decision's
-        if wait_s and verdict == 0:
+        if wait_s and verdict == 0 and not self.unreachable:
             verdict, decided_step = self._await(report, wait_s), report.step
         self.last_steps[report.number] = report.step
         if verdict >= 0:
@@ -97,11 +97,11 @@ class ReportBuffer:
         if at_once or time.monotonic() - self.last_send >= self.interval_s:
             try:
                 self.send()
-                self.unsent_since = None
+                self.unreachable = False
             except TRANSIENT as exc:  # a Redis blip must not cost the trial: the next send
-                if self.unsent_since is None:  # or the flush delivers them; say so once
+                if not self.unreachable:  # or the flush delivers them; say so once
                     log.warning("reports wait for Redis (%s); training goes on", exc)
-                    self.unsent_since = time.monotonic()
+                    self.unreachable = True
 
     def _await(self, report: Report, wait_s: float) -> int:
         began = time.monotonic()
