@@ -10,7 +10,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -274,9 +274,11 @@ def test_wrong_password_is_refused(embedded: EmbeddedServer) -> None:
     assert not server_alive(alive_elsewhere)  # a server with another password is not ours
 
 
-@pytest.mark.timeout(60)
-def test_foreground_server_stops_with_the_cli(tmp_path: Path) -> None:
-    state_dir = tmp_path / "fg"
+def _sigterm_foreground_server(
+    state_dir: Path, ready: Callable[[ServerInfo | None], bool], poll_s: float
+) -> tuple[int, bytes, ServerInfo]:
+    """Run `server start --foreground`, send it SIGTERM (as scancel would) once `ready(info)`
+    holds for its connection file, and wait for it: (exit status, stderr, server info)."""
     launcher = "from hq_sweep.cli_server import server_app; server_app()"
     cli = subprocess.Popen(
         [sys.executable, "-c", launcher, "start", "--foreground", "--state-dir", str(state_dir)],
@@ -285,19 +287,26 @@ def test_foreground_server_stops_with_the_cli(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 30
-        info = read_connection_file(state_dir)
-        while (info is None or not server_alive(info)) and time.monotonic() < deadline:
+        while not ready(info := read_connection_file(state_dir)):
             assert cli.poll() is None, cli.stderr.read() if cli.stderr else ""
-            time.sleep(0.05)
-            info = read_connection_file(state_dir)
-        assert info is not None and server_alive(info)
-        cli.send_signal(signal.SIGTERM)  # as scancel would
+            assert time.monotonic() < deadline, "the foreground server did not come up"
+            time.sleep(poll_s)
+        cli.send_signal(signal.SIGTERM)
         _, err = cli.communicate(timeout=30)
     finally:
         if cli.poll() is None:
             cli.kill()
             cli.communicate()
-    assert cli.returncode == 0, err
+    assert info is not None
+    return cli.returncode, err, info
+
+
+@pytest.mark.timeout(60)
+def test_foreground_server_stops_with_the_cli(tmp_path: Path) -> None:
+    state_dir = tmp_path / "fg"
+    returncode, err, info = _sigterm_foreground_server(
+        state_dir, lambda info: info is not None and server_alive(info), poll_s=0.05)
+    assert returncode == 0, err
     assert not pid_alive(info.pid)
     assert read_connection_file(state_dir) is None
 
@@ -305,22 +314,7 @@ def test_foreground_server_stops_with_the_cli(tmp_path: Path) -> None:
 @pytest.mark.timeout(60)
 def test_sigterm_the_moment_a_foreground_server_exists_still_stops_it(tmp_path: Path) -> None:
     """scancel right after start: the CLI must not die before it can stop its server."""
-    state_dir = tmp_path / "fg"
-    launcher = "from hq_sweep.cli_server import server_app; server_app()"
-    cli = subprocess.Popen(
-        [sys.executable, "-c", launcher, "start", "--foreground", "--state-dir", str(state_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while (info := read_connection_file(state_dir)) is None:
-            assert cli.poll() is None and time.monotonic() < deadline
-            time.sleep(0.005)
-        cli.send_signal(signal.SIGTERM)
-        _, err = cli.communicate(timeout=30)
-    finally:
-        if cli.poll() is None:
-            cli.kill()
-            cli.communicate()
-    assert cli.returncode == 0, err
+    returncode, err, info = _sigterm_foreground_server(
+        tmp_path / "fg", lambda info: info is not None, poll_s=0.005)
+    assert returncode == 0, err
     assert not pid_alive(info.pid)
