@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +26,7 @@ from hq_sweep.cli_results import register_result_commands
 from hq_sweep.cli_server import server_app
 from hq_sweep.connection import connect, default_state_dir, resolve_redis_url
 from hq_sweep.controller import Controller, ControllerOptions
+from hq_sweep.detached import spawn_controller
 from hq_sweep.errors import HqSweepError
 from hq_sweep.launchers.local import REDIS_URL_VAR, LocalLauncher
 from hq_sweep.launchers.slurm import (
@@ -65,6 +63,8 @@ SpecFile = Annotated[Path, typer.Argument(help="Sweep file (W&B Sweeps YAML, Arg
 TrialsOption = Annotated[
     int | None, typer.Option("--trials", "-n", min=1, help="Override run_cap: trials to run.")
 ]
+# A detached controller imports Optuna and rebuilds the study before it takes the sweep.
+CONTROLLER_START_S = 60.0
 LeaseOption = Annotated[
     float, typer.Option("--lock-lease", min=0.5, help="Controller lock lease in seconds.")
 ]
@@ -200,35 +200,26 @@ def enqueue(
             f"`hq-sweep start-workers --sweep {sweep_id}`"
         )
     if detach:
-        _spawn_controller(url, sweep_id, lock_lease)
+        _spawn_controller(SweepQueue(connection, sweep_id), url, lock_lease)
         return
     _run_controller(SweepQueue(connection, sweep_id), lock_lease)
 
 
-def _spawn_controller(url: str, sweep_id: str, lock_lease: float) -> None:
-    logs = default_state_dir() / "logs" / sweep_id
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / "controller.log"
-    with open(log_path, "ab") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hq_sweep",
-                "controller",
-                sweep_id,
-                "--lock-lease",
-                str(lock_lease),
-            ],
-            env={**os.environ, REDIS_URL_VAR: url},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+def _spawn_controller(queue: SweepQueue, url: str, lock_lease: float) -> None:
+    logs = default_state_dir() / "logs" / queue.sweep_id
+    with console.status("starting the controller"):
+        started = spawn_controller(
+            queue, {REDIS_URL_VAR: url}, lock_lease, logs, CONTROLLER_START_S
         )
-    # Batch scripts stop the controller they started when their job ends: they read this.
-    (logs / "controller.pid").write_text(f"{process.pid}\n")
-    console.print(f"controller running in the background (pid {process.pid}, log {log_path})")
+    if started.standing_by:
+        console.print(
+            f"another controller holds sweep {queue.sweep_id}: this one (pid {started.pid}, log "
+            f"{started.log}) stands by and takes over when it stops"
+        )
+    else:
+        console.print(
+            f"controller running in the background (pid {started.pid}, log {started.log})"
+        )
 
 
 def _run_controller(queue: SweepQueue, lock_lease: float) -> None:

@@ -21,6 +21,7 @@ import optuna
 from optuna.trial import TrialState as OptunaState
 
 from hq_sweep.backoff import TRANSIENT, patiently
+from hq_sweep.detached import controller_token
 from hq_sweep.errors import HqSweepError
 from hq_sweep.messages import Report, TrialOutcome, TrialState, TrialTask
 from hq_sweep.queue import SweepQueue
@@ -78,7 +79,7 @@ class Controller:
         self.durations: deque[float] = deque(maxlen=200)
         self.best: tuple[float, int] | None = None
         self.best_dirty = False
-        self.token = uuid.uuid4().hex
+        self.token = controller_token(uuid.uuid4().hex)
         self._workers = (0.0, 1)  # (checked at, live workers)
         self._last_renew = self._last_reap = time.monotonic()
         self.priors = spec.flat_priors()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hq_sweep.connection import connect
+from hq_sweep.detached import holds
 from hq_sweep.queue import SweepQueue
 from tests.integration.helpers import (
     cli_env,
@@ -184,6 +185,8 @@ def test_detached_controller_and_standby_takeover(redis_url: str, tmp_path: Path
     found = re.search(r"pid (\d+)", started.stderr)
     assert found is not None, started.stderr
     detached_pid = int(found.group(1))
+    queue = SweepQueue(connect(redis_url), "standby")
+    assert holds(queue.lock_holder(), detached_pid)  # enqueue returns once it holds the sweep
     log = (tmp_path / "standby.log").open("wb")
     standby = subprocess.Popen([sys.executable, "-m", "hq_sweep", "controller", "standby",
                                 "--lock-lease", "1"], env=env, stdout=log, stderr=log)
@@ -205,6 +208,25 @@ def test_detached_controller_and_standby_takeover(redis_url: str, tmp_path: Path
     rows = finished_rows(redis_url, "standby")
     assert [r["number"] for r in rows] == list(range(150))
     assert all(r["state"] == "complete" for r in rows)
+
+
+@pytest.mark.timeout(60)
+def test_a_second_detached_controller_says_it_stands_by(redis_url: str, tmp_path: Path) -> None:
+    spec = write_sweep(tmp_path, {
+        "name": "twice", "method": "random", "run_cap": 5, "worker": TOY,
+        "parameters": {"x": {"min": 0.0, "max": 1.0}},
+    })
+    env = cli_env(redis_url, tmp_path)
+    pids = []
+    try:
+        for expected in ("controller running in the background", "stands by"):
+            started = hq(["enqueue", str(spec), "--sweep", "twice", "--detach"], env)
+            assert started.returncode == 0 and expected in started.stderr, started.stderr
+            pids.append(int(re.findall(r"pid (\d+)", started.stderr)[-1]))
+        assert holds(SweepQueue(connect(redis_url), "twice").lock_holder(), pids[0])
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.timeout(120)

@@ -1,0 +1,39 @@
+"""enqueue --detach: returns once the new controller holds the sweep, or says why it can't."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import fakeredis
+import pytest
+
+from hq_sweep.detached import controller_token, holds, spawn_controller
+from hq_sweep.errors import HqSweepError
+from hq_sweep.launchers.local import REDIS_URL_VAR
+from hq_sweep.queue import SweepQueue
+
+UNREACHABLE = {REDIS_URL_VAR: "redis://127.0.0.1:1/0"}
+
+
+def test_a_token_names_its_process() -> None:
+    token = controller_token("abc")
+    assert holds(token, os.getpid())
+    assert not holds(token, os.getpid() + 1)
+    assert not holds(None, os.getpid())
+
+
+@pytest.mark.timeout(30)
+def test_a_controller_that_dies_at_start_is_an_error_with_its_log(tmp_path: Path) -> None:
+    queue = SweepQueue(fakeredis.FakeRedis(), "gone")
+    with pytest.raises(HqSweepError, match=r"exited with code 1(.|\n)*cannot reach Redis"):
+        spawn_controller(queue, UNREACHABLE, 1.0, tmp_path, timeout_s=20)
+    assert (tmp_path / "controller.pid").read_text().strip().isdigit()
+
+
+@pytest.mark.timeout(30)
+def test_another_holder_means_standing_by(tmp_path: Path) -> None:
+    queue = SweepQueue(fakeredis.FakeRedis(), "held")
+    assert queue.acquire_lock(controller_token("other"), 60_000)
+    started = spawn_controller(queue, UNREACHABLE, 1.0, tmp_path, timeout_s=20)
+    assert started.standing_by and started.log == tmp_path / "controller.log"
