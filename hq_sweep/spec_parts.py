@@ -10,6 +10,7 @@ max_iter/s/eta and min_iter/eta become milestones).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
@@ -172,6 +173,8 @@ class EarlyTerminate(BaseModel):
             return sorted(bands)
         band = self.min_iter or 1
         for _ in range(100):
+            if band == math.inf:  # W&B's loop raises OverflowError; no run reaches such a step
+                break
             bands.append(int(band))
             band *= self.eta
         return bands

@@ -61,6 +61,13 @@ def test_milestones(options: dict[str, Any], expected: list[int]) -> None:
     assert milestones == expected
 
 
+@pytest.mark.parametrize("eta", [1e10, 1e300])
+def test_a_huge_eta_stops_the_milestones_before_they_overflow(eta: float) -> None:
+    # W&B's own loop raises OverflowError here; no run ever reaches a step past int64.
+    milestones = et(min_iter=3, eta=eta).milestones()
+    assert milestones[:2] == [3, int(3 * eta)] and math.isinf(milestones[-1] * eta)
+
+
 # ------------------------------------------------------------------------- the pieces
 
 
