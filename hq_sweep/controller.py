@@ -25,8 +25,9 @@ from hq_sweep.detached import controller_token
 from hq_sweep.errors import HqSweepError
 from hq_sweep.messages import Report, TrialOutcome, TrialState, TrialTask
 from hq_sweep.queue import SweepQueue
-from hq_sweep.space import SearchSpace, build_pruner, build_sampler, build_space, study_directions
+from hq_sweep.space import SearchSpace, build_space
 from hq_sweep.spec import SweepSpec
+from hq_sweep.strategies import build_pruner, build_sampler, study_directions
 from hq_sweep.study_rebuild import outcome_from_record, rebuild_study
 
 log = logging.getLogger("hq_sweep.controller")

@@ -14,8 +14,8 @@ from hq_sweep.connection import connect
 from hq_sweep.controller import Controller, ControllerOptions
 from hq_sweep.messages import Report, TrialOutcome, TrialState
 from hq_sweep.queue import Finish, SweepQueue, SweepRegistry
-from hq_sweep.space import build_pruner
 from hq_sweep.spec import SweepSpec, parse_spec
+from hq_sweep.strategies import build_pruner
 
 pytestmark = pytest.mark.integration
 TRIALS, STEPS = 12, 6

@@ -12,16 +12,14 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hq_sweep.space import (
-    SearchSpace,
+from hq_sweep.space import SearchSpace, build_space, summary_lines
+from hq_sweep.spec import SpecError, SweepSpec, parse_spec
+from hq_sweep.strategies import (
     WeightedRandomSampler,
     build_pruner,
     build_sampler,
-    build_space,
     study_directions,
-    summary_lines,
 )
-from hq_sweep.spec import SpecError, SweepSpec, parse_spec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -18,9 +18,9 @@ from optuna.trial import TrialState
 
 from hq_sweep.pruners import WandbHyperbandPruner, should_stop
 from hq_sweep.pruners.wandb_hyperband import band_threshold, closest_band, metric_history
-from hq_sweep.space import build_pruner
 from hq_sweep.spec import parse_spec
 from hq_sweep.spec_parts import EarlyTerminate
+from hq_sweep.strategies import build_pruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
