@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check hq_sweep workers tests
+	$(BIN)/ruff check hq_sweep workers scripts tests
 	$(BIN)/mypy
 
 bench: $(STAMP)

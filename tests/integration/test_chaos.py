@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -79,8 +79,9 @@ class Sweep:
     def just_started(self, pid: int, within_s: float = 0.3) -> bool:
         """The worker with this pid began a trial less than `within_s` ago."""
         names = [name for name, info in self.queue.workers().items() if int(info["pid"]) == pid]
-        running = [int(n) for n in self.queue.connection.zrange(f"{self.queue.prefix}:leases",
-                                                                0, -1)]
+        leases = cast(list[bytes], self.queue.connection.zrange(f"{self.queue.prefix}:leases",
+                                                                0, -1))
+        running = [int(n) for n in leases]
         return any(r.get("worker") in names and time.time() - float(r["started_at"]) < within_s
                    for r in self.queue.records_for(running))
 

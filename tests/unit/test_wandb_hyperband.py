@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from hq_sweep.pruners import WandbHyperbandPruner, should_stop
@@ -216,7 +217,7 @@ def test_invalid_values_are_dropped_and_shift_positions() -> None:
 
 # -------------------------------------------------------------------- the Optuna pruner
 
-CURVES = [  # one worker, trials in this order; milestones [1, 3], eta 3
+CURVES: list[list[float]] = [  # one worker, trials in this order; milestones [1, 3], eta 3
     [10, 9, 8, 7, 6],       # 0 never pruned
     [10, 8, 7, 6, 5],       # 1 step 1: [9, 8] -> sorted[0] = 8, 8 > 8 no; step 3: [7, 6] -> 6
     [10, 9.5, 5, 5, 5],     # 2 step 1: [9, 8, 9.5] -> sorted[1] = 9; 9.5 (best 9.5) > 9: pruned
@@ -274,7 +275,7 @@ def pruner_for(study_trials: list[tuple[TrialState, dict[int, float]]]
                ) -> tuple[optuna.Study, WandbHyperbandPruner]:
     pruner = WandbHyperbandPruner(et(min_iter=1, eta=2), maximize=False)  # [1, 2, 4, ...]
     study = optuna.create_study(pruner=pruner)
-    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    dist: dict[str, BaseDistribution] = {"x": optuna.distributions.FloatDistribution(0, 1)}
     for state, values in study_trials:
         study.add_trial(optuna.trial.create_trial(
             state=state, params={"x": 0.5}, distributions=dist, intermediate_values=values,
