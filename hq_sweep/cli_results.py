@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -54,6 +54,20 @@ def status_command(
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(result["failures"].items()))
         console.print(f"  failures by kind: {kinds}  (`hq-sweep export` has each reason)")
     console.print(f"  workers alive: {result['workers']}")
+    _print_controller(result)
+    if result["quarantined"]:
+        console.print(f"  [yellow]{result['quarantined']} malformed message(s)[/] set aside in "
+                      f"Redis list hqs:s:{result['sweep']}:quarantine")
+
+
+def _print_controller(result: dict[str, Any]) -> None:
+    if result["controller"] is not None:
+        console.print(f"  controller: {result['controller']}")
+    elif result["state"] == "running":
+        console.print(
+            "  [yellow]no controller holds this sweep:[/] no new trials until "
+            f"`hq-sweep controller {result['sweep']}` runs"
+        )
 
 
 @friendly_errors

@@ -21,8 +21,8 @@ import optuna
 from optuna.trial import TrialState as OptunaState
 
 from hq_sweep.backoff import TRANSIENT, patiently
-from hq_sweep.detached import controller_token
 from hq_sweep.errors import HqSweepError
+from hq_sweep.lock_token import controller_token
 from hq_sweep.messages import Report, TrialOutcome, TrialState, TrialTask
 from hq_sweep.queue import SweepQueue
 from hq_sweep.space import SearchSpace, build_space

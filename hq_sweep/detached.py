@@ -8,7 +8,6 @@ Returning as soon as the process is forked would leave a window in which a secon
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,20 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hq_sweep.errors import HqSweepError
+from hq_sweep.lock_token import holds
 from hq_sweep.queue import SweepQueue
 
 POLL_S = 0.05
 LOG_TAIL_LINES = 15
-
-
-def controller_token(unique: str) -> str:
-    """The lock token: host and pid first, so `hq-sweep` can tell whose controller holds a sweep."""
-    return f"{socket.gethostname()}:{os.getpid()}:{unique}"
-
-
-def holds(token: str | None, pid: int) -> bool:
-    """Whether `token` is the lock token of process `pid` on this host."""
-    return token is not None and token.startswith(f"{socket.gethostname()}:{pid}:")
 
 
 @dataclass(frozen=True)

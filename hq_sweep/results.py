@@ -7,6 +7,7 @@ import io
 import json
 from typing import Any
 
+from hq_sweep.lock_token import describe_holder
 from hq_sweep.messages import TrialState
 from hq_sweep.queue import SweepQueue
 
@@ -27,6 +28,7 @@ def status(queue: SweepQueue) -> dict[str, Any]:
         "told": int(meta.get("told") or 0),
         "workers": queue.live_workers(within_s=10.0),
         "quarantined": queue.quarantined(),
+        "controller": describe_holder(queue.lock_holder()),
     }
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hq_sweep.connection import connect
-from hq_sweep.detached import holds
+from hq_sweep.lock_token import holds
 from hq_sweep.queue import SweepQueue
 from tests.integration.helpers import (
     cli_env,
@@ -220,13 +221,19 @@ def test_a_second_detached_controller_says_it_stands_by(redis_url: str, tmp_path
     pids = []
     try:
         for expected in ("controller running in the background", "stands by"):
-            started = hq(["enqueue", str(spec), "--sweep", "twice", "--detach"], env)
+            started = hq(["enqueue", str(spec), "--sweep", "twice", "--detach",
+                          "--lock-lease", "1"], env)
             assert started.returncode == 0 and expected in started.stderr, started.stderr
             pids.append(int(re.findall(r"pid (\d+)", started.stderr)[-1]))
         assert holds(SweepQueue(connect(redis_url), "twice").lock_holder(), pids[0])
+        status = json.loads(hq(["status", "--json", "--sweep", "twice"], env).stdout)
+        assert status["controller"] == f"{socket.gethostname()} pid {pids[0]}"
     finally:
-        for pid in pids:
+        for pid in reversed(pids):  # the standby first, so it cannot take over
             os.kill(pid, signal.SIGKILL)
+    poll(lambda: json.loads(hq(["status", "--json", "-s", "twice"], env).stdout)["controller"]
+         is None, 10, "the killed controller's lock to lapse")
+    assert "no controller holds this sweep" in hq(["status", "-s", "twice"], env).stderr
 
 
 @pytest.mark.timeout(120)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import fakeredis
 import pytest
 
-from hq_sweep.detached import controller_token, holds, spawn_controller
+from hq_sweep.detached import spawn_controller
 from hq_sweep.errors import HqSweepError
 from hq_sweep.launchers.local import REDIS_URL_VAR
+from hq_sweep.lock_token import controller_token, describe_holder, holds
 from hq_sweep.queue import SweepQueue
 
 UNREACHABLE = {REDIS_URL_VAR: "redis://127.0.0.1:1/0"}
@@ -21,6 +23,9 @@ def test_a_token_names_its_process() -> None:
     assert holds(token, os.getpid())
     assert not holds(token, os.getpid() + 1)
     assert not holds(None, os.getpid())
+    assert describe_holder(token) == f"{socket.gethostname()} pid {os.getpid()}"
+    assert describe_holder("0123abcd") == "token 0123abcd"  # an older controller's
+    assert describe_holder(None) is None
 
 
 @pytest.mark.timeout(30)
