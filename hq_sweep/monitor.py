@@ -19,6 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from hq_sweep.lock_token import describe_holder
 from hq_sweep.messages import FINISHED_STATES
 from hq_sweep.queue import SweepQueue
 
@@ -38,6 +39,7 @@ class Snapshot:
     goal: str = "minimize"
     metric: str = "value"
     finished_reason: str = ""
+    controller: str | None = None  # "HOST pid N" of the controller holding the sweep
 
     @property
     def finished(self) -> int:
@@ -81,6 +83,7 @@ def take_snapshot(
         goal=metric.get("goal", "minimize"),
         metric=metric.get("name", "value"),
         finished_reason=meta.get("finished_reason", ""),
+        controller=describe_holder(queue.lock_holder()),
     )
 
 
@@ -136,6 +139,9 @@ def render(snap: Snapshot) -> RenderableType:
         )
     if snap.finished_reason:
         parts.append(Text(f"finished: {snap.finished_reason}", "yellow"))
+    elif snap.controller is None and snap.state == "running":
+        parts.append(Text(f"no controller holds this sweep: no new trials until "
+                          f"`hq-sweep controller {snap.sweep}` runs", "yellow"))
     return Group(*parts)
 
 

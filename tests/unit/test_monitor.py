@@ -19,6 +19,7 @@ def test_render_shows_progress_counts_rate_and_best() -> None:
         counts={"queued": 4, "running": 2, "complete": 40, "pruned": 9, "failed": 1},
         total=200, best={"number": 17, "value": 0.9812, "params": {"lr": 0.0031, "m": "mlp"}},
         workers=2, rate=12.5, elapsed=31.0, goal="maximize", metric="val_accuracy",
+        controller="n1 pid 42",
     )
     text = _text(snap)
     assert "sweep digits  running" in text
@@ -26,6 +27,14 @@ def test_render_shows_progress_counts_rate_and_best() -> None:
     assert "complete 40" in text and "pruned 9" in text and "failed 1" in text
     assert "best val_accuracy (maximize) 0.9812  trial 17" in text
     assert "lr=0.0031, m=mlp" in text
+    assert "no controller" not in text
+
+
+def test_render_warns_when_a_running_sweep_has_no_controller() -> None:
+    snap = Snapshot(sweep="s", state="running", counts={"queued": 3}, total=10, best=None,
+                    workers=2, rate=0.0, elapsed=5.0, controller=None)
+    assert "no controller holds this sweep" in _text(snap)
+    assert "hq-sweep controller s" in _text(snap)
 
 
 def test_render_before_any_result_and_when_finished() -> None:
