@@ -397,11 +397,14 @@ class SweepQueue:
         groups: dict[tuple[int, int], list[Report]] = {}
         for report in reports:
             groups.setdefault((report.number, report.attempt), []).append(report)
-        args: list[str | int] = [self.prefix, "1" if feed_pruner else "0"]
+        batch = []
         for (number, attempt), group in groups.items():
-            args += [number, attempt, len(group)]
+            fields: list[str] = []
             for r in group:
-                args += [r.step, repr(r.value), r.encode() if feed_pruner else ""]
+                fields += (str(r.step), repr(r.value))
+            feed = [r.encode() for r in group] if feed_pruner else []
+            batch.append((str(number), str(attempt), fields, feed))
+        args = [self.prefix, "1" if feed_pruner else "0", dumps(batch)]
         verdicts = self._scripts["report"]([f"{self.prefix}:reports"], args)
         return {number: int(v) for (number, _), v in zip(groups, verdicts, strict=True)}
 

@@ -5,27 +5,20 @@
 --          attempt, prune) and hqs:s:{id}:iv:{num} (HASH step -> value), found by number,
 --          single-node Redis
 -- ARGV[2]  '1' when the sweep prunes (the controller reads KEYS[1]), else '0'
--- Then per trial: number, attempt, k, then k triples: step, value (exact decimal text),
--- report JSON.
+-- ARGV[3]  JSON, one entry per trial, every item a string:
+--          [[number, attempt, [step, value, step, value, ...], [report JSON, ...]], ...]
+--          values are exact decimal text; the report JSON list is empty unless ARGV[2] is '1'.
+--          One argument rather than three per report: argument handling, not Redis, was
+--          most of what a report cost.
 -- Returns one verdict per trial: -1 stale attempt (not running, or superseded), 1 prune,
 -- 0 go on.
 local verdicts = {}
-local i = 3
-while i <= #ARGV do
-  local number, attempt, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local first = i + 3
-  i = first + 3 * k
-  local record = ARGV[1] .. ':t:' .. number
-  local state = redis.call('HMGET', record, 'state', 'attempt', 'prune')
+for _, entry in ipairs(cjson.decode(ARGV[3])) do
+  local number, attempt, fields, feed = entry[1], entry[2], entry[3], entry[4]
+  local state = redis.call('HMGET', ARGV[1] .. ':t:' .. number, 'state', 'attempt', 'prune')
   if state[1] ~= 'running' or state[2] ~= attempt then
     verdicts[#verdicts + 1] = -1
   else
-    local fields, feed = {}, {}
-    for j = first, i - 1, 3 do
-      fields[#fields + 1] = ARGV[j]
-      fields[#fields + 1] = ARGV[j + 1]
-      feed[#feed + 1] = ARGV[j + 2]
-    end
     redis.call('HSET', ARGV[1] .. ':iv:' .. number, unpack(fields))
     if ARGV[2] == '1' then
       redis.call('RPUSH', KEYS[1], unpack(feed))
