@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_noop.py
+	$(BIN)/python scripts/bench_noop.py --trials 20000
 	$(BIN)/python scripts/bench_reports.py
 	$(BIN)/python scripts/bench_pruning.py
 

@@ -178,7 +178,7 @@ class Controller:
             self.tell(outcome)
         if outcomes:
             self._publish_best()
-            self.queue.set_told(self.told, len(self.study.trials))
+            self.queue.set_told(self.told)  # study.trials would copy every trial: O(n) a step
         self._top_up()
 
     def _acquire_lock(self) -> None:
@@ -200,7 +200,7 @@ class Controller:
         reason = self.stop_reason or ("exhausted" if self.exhausted else "run_cap")
         if self.grid is not None and self.next_number >= len(self.grid):
             reason = self.stop_reason or "grid exhausted"
-        self.queue.set_told(self.told, len(self.study.trials))
+        self.queue.set_told(self.told, len(self.study.get_trials(deepcopy=False)))
         self.queue.set_finished(reason)
         self.queue.rq_queue.empty()
         return reason

@@ -139,9 +139,12 @@ class SweepQueue:
     def set_running(self) -> None:
         self.connection.hset(self.prefix, "state", "running")
 
-    def set_told(self, told: int, study_trials: int) -> None:
-        """How many outcomes the controller's study holds, and how many trials it has."""
-        self.connection.hset(self.prefix, mapping={"told": told, "study_trials": study_trials})
+    def set_told(self, told: int, study_trials: int | None = None) -> None:
+        """How many outcomes the controller's study holds (and, at the end, how many trials)."""
+        if study_trials is None:
+            self.connection.hset(self.prefix, "told", told)
+        else:
+            self.connection.hset(self.prefix, mapping={"told": told, "study_trials": study_trials})
 
     def set_best(self, best: dict[str, Any] | list[dict[str, Any]]) -> None:
         self.connection.hset(self.prefix, "best", dumps(best))

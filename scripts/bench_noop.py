@@ -3,7 +3,9 @@
 Usage: python scripts/bench_noop.py [--trials 5000] [--workers 2] [--repeats 3]
 Prints per-repeat figures and medians. Trials/s counts from the first trial's start to the
 last trial's end (what the workers and controller sustain), and wall time of the whole
-command (server start, imports and setup included) is shown beside it.
+command (server start, imports and setup included) is shown beside it. "late/early" is the
+rate over the last quarter of trials divided by the rate over the first: about 1 when the
+per-trial cost does not grow with the sweep (a cost linear in the trial count shows here).
 """
 
 from __future__ import annotations
@@ -26,7 +28,16 @@ from hq_sweep.spec import load_spec
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def hq_run(trials: int, workers: int, state_dir: Path) -> tuple[float, float]:
+def late_over_early(ends: list[float]) -> float:
+    """Finishing rate over the last quarter of trials over the rate over the first quarter."""
+    ends = sorted(ends)
+    quarter = len(ends) // 4
+    early = ends[quarter] - ends[0]
+    late = ends[-1] - ends[-1 - quarter]
+    return early / late if late > 0 else float("nan")
+
+
+def hq_run(trials: int, workers: int, state_dir: Path) -> tuple[float, float, float]:
     env = {**os.environ, "HQ_SWEEP_STATE_DIR": str(state_dir)}
     env.pop("HQ_SWEEP_REDIS_URL", None)
     started = time.perf_counter()
@@ -41,8 +52,8 @@ def hq_run(trials: int, workers: int, state_dir: Path) -> tuple[float, float]:
         [sys.executable, "-m", "hq_sweep", "export", "--format", "json", "--sweep", sweep],
         env=env, check=True, capture_output=True, text=True).stdout)
     first = min(r["started_at"] for r in rows)
-    last = max(r["ended_at"] for r in rows)
-    return len(rows) / (last - first), wall
+    ends = [r["ended_at"] for r in rows]
+    return len(rows) / (max(ends) - first), wall, late_over_early(ends)
 
 
 def optuna_in_memory(trials: int) -> float:
@@ -63,21 +74,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    hq_rates, walls, optuna_rates = [], [], []
+    hq_rates, walls, optuna_rates, drifts = [], [], [], []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            rate, wall = hq_run(args.trials, args.workers, Path(tmp))
+            rate, wall, drift = hq_run(args.trials, args.workers, Path(tmp))
             subprocess.run([sys.executable, "-m", "hq_sweep", "server", "stop"],
                            env={**os.environ, "HQ_SWEEP_STATE_DIR": tmp}, capture_output=True)
         hq_rates.append(rate)
         walls.append(wall)
+        drifts.append(drift)
         optuna_rates.append(optuna_in_memory(args.trials))
-        print(f"repeat {repeat + 1}: hq-sweep {rate:,.0f} trials/s (wall {wall:.1f} s), "
+        print(f"repeat {repeat + 1}: hq-sweep {rate:,.0f} trials/s (wall {wall:.1f} s, "
+              f"late/early {drift:.2f}), "
               f"optuna in-memory {optuna_rates[-1]:,.0f} trials/s", flush=True)
     hq_median, opt_median = statistics.median(hq_rates), statistics.median(optuna_rates)
     print(f"median: hq-sweep {hq_median:,.0f} trials/s with {args.workers} workers "
           f"(wall {statistics.median(walls):.1f} s for {args.trials} trials); "
-          f"optuna in-memory {opt_median:,.0f} trials/s; ratio {hq_median / opt_median:.2f}")
+          f"optuna in-memory {opt_median:,.0f} trials/s; ratio {hq_median / opt_median:.2f}; "
+          f"late/early {statistics.median(drifts):.2f}")
 
 
 if __name__ == "__main__":
