@@ -24,6 +24,7 @@ from hq_sweep.backoff import TRANSIENT, patiently
 from hq_sweep.errors import HqSweepError
 from hq_sweep.lock_token import controller_token
 from hq_sweep.messages import Report, TrialOutcome, TrialState, TrialTask
+from hq_sweep.optuna_tell import tell
 from hq_sweep.queue import SweepQueue
 from hq_sweep.space import SearchSpace, build_space
 from hq_sweep.spec import SweepSpec
@@ -284,7 +285,7 @@ class Controller:
 
     def _tell(self, trial: optuna.trial.Trial, state: OptunaState, values: Any) -> None:
         try:
-            self.study.tell(trial, values, state=state)
+            tell(self.study, trial, values, state)
         except RuntimeError as exc:
             # Samplers that call study.stop() when exhausted raise here under ask/tell; the
             # tell itself has been stored by then.
