@@ -1,4 +1,8 @@
-"""No-op throughput: `hq-sweep run` with 2 workers vs Optuna in memory, side by side.
+"""No-op throughput: `hq-sweep run` with 2 workers vs Optuna, side by side.
+
+Two Optuna baselines on the same search space: its in-memory loop in one process, and its
+own distributed mode (one study in a JournalRedis storage, `--workers` processes asking and
+telling; `--journal-trials` of them, 2,000 by default, as it runs a few hundred per second).
 
 Usage: python scripts/bench_noop.py [--trials 5000] [--workers 2] [--repeats 3]
 Prints per-repeat figures and medians. Trials/s counts from the first trial's start to the
@@ -18,10 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalRedisBackend
 
+from hq_sweep.server import start_server, stop_server
 from hq_sweep.space import build_space
 from hq_sweep.spec import load_spec
 
@@ -68,30 +76,77 @@ def optuna_in_memory(trials: int) -> float:
     return trials / (time.perf_counter() - started)
 
 
+JOURNAL_CHILD = """
+import os, warnings, optuna
+warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalRedisBackend
+from hq_sweep.space import build_space
+from hq_sweep.spec import load_spec
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+space = build_space(load_spec(os.environ["BENCH_SPEC"]))
+storage = JournalStorage(JournalRedisBackend(os.environ["BENCH_REDIS_URL"]))
+study = optuna.load_study(study_name="noop", storage=storage,
+                          sampler=optuna.samplers.RandomSampler())
+for _ in range(int(os.environ["BENCH_TRIALS"])):
+    trial = study.ask(space.distributions)
+    study.tell(trial, float(trial.params["x"]))
+"""
+
+
+def optuna_distributed(trials: int, workers: int, state_dir: Path) -> float:
+    """Optuna's own distributed mode: `workers` processes on one JournalRedis study, served
+    by the same kind of server hq-sweep uses. Rate from the first trial's start to the last
+    trial's end, as for hq-sweep."""
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    info = start_server(state_dir / "journal")
+    try:
+        storage = JournalStorage(JournalRedisBackend(info.url))
+        optuna.create_study(study_name="noop", storage=storage)
+        env = {**os.environ, "BENCH_REDIS_URL": info.url, "BENCH_TRIALS": str(trials // workers),
+               "BENCH_SPEC": str(ROOT / "examples" / "noop.yaml")}  # the password stays off ps
+        children = [subprocess.Popen([sys.executable, "-c", JOURNAL_CHILD], env=env)
+                    for _ in range(workers)]
+        if any(child.wait() != 0 for child in children):
+            raise RuntimeError("an Optuna journal process failed")
+        done = optuna.load_study(study_name="noop", storage=storage).trials
+    finally:
+        stop_server(info)
+    first = min(t.datetime_start for t in done if t.datetime_start is not None)
+    last = max(t.datetime_complete for t in done if t.datetime_complete is not None)
+    return len(done) / (last - first).total_seconds()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--journal-trials", type=int, default=2000)
     args = parser.parse_args()
-    hq_rates, walls, optuna_rates, drifts = [], [], [], []
+    hq_rates, walls, optuna_rates, drifts, journal_rates = [], [], [], [], []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             rate, wall, drift = hq_run(args.trials, args.workers, Path(tmp))
             subprocess.run([sys.executable, "-m", "hq_sweep", "server", "stop"],
                            env={**os.environ, "HQ_SWEEP_STATE_DIR": tmp}, capture_output=True)
+            journal_rates.append(optuna_distributed(args.journal_trials, args.workers, Path(tmp)))
         hq_rates.append(rate)
         walls.append(wall)
         drifts.append(drift)
         optuna_rates.append(optuna_in_memory(args.trials))
         print(f"repeat {repeat + 1}: hq-sweep {rate:,.0f} trials/s (wall {wall:.1f} s, "
               f"late/early {drift:.2f}), "
-              f"optuna in-memory {optuna_rates[-1]:,.0f} trials/s", flush=True)
+              f"optuna in-memory {optuna_rates[-1]:,.0f} trials/s, "
+              f"optuna journal-redis {journal_rates[-1]:,.0f} trials/s", flush=True)
     hq_median, opt_median = statistics.median(hq_rates), statistics.median(optuna_rates)
+    journal_median = statistics.median(journal_rates)
     print(f"median: hq-sweep {hq_median:,.0f} trials/s with {args.workers} workers "
-          f"(wall {statistics.median(walls):.1f} s for {args.trials} trials); "
-          f"optuna in-memory {opt_median:,.0f} trials/s; ratio {hq_median / opt_median:.2f}; "
-          f"late/early {statistics.median(drifts):.2f}")
+          f"(wall {statistics.median(walls):.1f} s for {args.trials} trials, "
+          f"late/early {statistics.median(drifts):.2f}); "
+          f"optuna in-memory {opt_median:,.0f} trials/s (ratio {hq_median / opt_median:.2f}); "
+          f"optuna journal-redis with {args.workers} processes {journal_median:,.0f} trials/s "
+          f"(ratio {hq_median / journal_median:.1f})")
 
 
 if __name__ == "__main__":
