@@ -125,10 +125,8 @@ class Controller:
 
     def _housekeeping(self) -> None:
         """Every so often: keep the controller lock, and requeue trials whose lease expired."""
+        self.keep_lock_fresh()
         now = time.monotonic()
-        if now - self._last_renew > self.options.lease_ms / 3000:
-            self._keep_lock()
-            self._last_renew = now
         if now - self._last_reap > min(1.0, self.spec.lease / 4):
             self._last_reap = now
             requeued = self.queue.reap(self.spec.retries + 1)
@@ -143,6 +141,14 @@ class Controller:
         if queued and not self.queue.waiting_jobs():
             batch = self._batch_size()
             self.queue.wake(min(self._live_workers(), -(-queued // batch)), batch)
+
+    def keep_lock_fresh(self) -> None:
+        """Renew the lock once a third of its lease has passed (also during a long rebuild,
+        so a standby does not take over a sweep this controller is still loading)."""
+        now = time.monotonic()
+        if now - self._last_renew > self.options.lease_ms / 3000:
+            self._keep_lock()
+            self._last_renew = now
 
     def _keep_lock(self) -> None:
         if self.queue.renew_lock(self.token, self.options.lease_ms):

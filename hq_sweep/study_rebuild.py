@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from hq_sweep.controller import Controller
 
 log = logging.getLogger("hq_sweep.controller")
+
+_ANNOUNCE_FROM = 10_000  # trials: from here a rebuild takes long enough to say so first
+_RENEW_EVERY = 1000  # records between lock checks (loading one takes ~0.1 ms)
 
 _OPTUNA_STATE = {
     TrialState.COMPLETE: OptunaState.COMPLETE,
@@ -70,41 +74,45 @@ def _finished_trial(
 
 def rebuild_study(controller: Controller) -> int:
     """Load every trial record into `controller`; returns the next trial number."""
-    queue, space = controller.queue, controller.space
+    queue = controller.queue
+    began = time.monotonic()
     upto = int(queue.meta().get("next") or 0)
+    if upto >= _ANNOUNCE_FROM:
+        log.info("sweep %s: rebuilding the study from %d trials", queue.sweep_id, upto)
     records = queue.load_records(upto)
     # Pruners judge a trial by every value reported so far, before the restart too.
     live = [n for n, r in enumerate(records) if _state(r) is not TrialState.CANCELLED]
     intermediate = queue.intermediate_values(live) if controller.prunes else {}
     for number, record in enumerate(records):
-        state = _state(record)
-        try:
-            params = json.loads(record["params"])
-            latent = {k: v for k, v in space.to_latent(params).items() if k in space.distributions}
-        except (KeyError, ValueError, TypeError) as exc:
-            log.warning("trial %d: unreadable record skipped (%s)", number, exc)
-            continue
-        if state in FINISHED_STATES:
-            assert state is not None
-            frozen = _finished_trial(
-                controller, latent, state, record, intermediate.get(number, {})
-            )
-            controller.study.add_trial(frozen)
-            controller.told += 1
-            if state is TrialState.COMPLETE:
-                controller.note_best(number, frozen.values)
-        elif state in (TrialState.QUEUED, TrialState.RUNNING):
-            controller.study.enqueue_trial(latent, skip_if_exists=False)
-            trial = controller.study.ask(space.distributions)
-            for step, value in sorted(intermediate.get(number, {}).items()):
-                trial.report(value, step)
-            controller.steps_seen[number] = set(intermediate.get(number, {}))
-            controller.pending[number] = trial
+        if number % _RENEW_EVERY == 0:  # a big sweep takes seconds to load: keep the lock
+            controller.keep_lock_fresh()
+        _load_record(controller, number, record, intermediate.get(number, {}))
     if upto:
-        log.info(
-            "sweep %s: rebuilt %d trials (%d pending)",
-            queue.sweep_id,
-            upto,
-            len(controller.pending),
-        )
+        log.info("sweep %s: rebuilt %d trials (%d pending) in %.1f s", queue.sweep_id, upto,
+                 len(controller.pending), time.monotonic() - began)
     return upto
+
+
+def _load_record(controller: Controller, number: int, record: dict[str, str],
+                 intermediate: dict[int, float]) -> None:
+    space, state = controller.space, _state(record)
+    try:
+        params = json.loads(record["params"])
+        latent = {k: v for k, v in space.to_latent(params).items() if k in space.distributions}
+    except (KeyError, ValueError, TypeError) as exc:
+        log.warning("trial %d: unreadable record skipped (%s)", number, exc)
+        return
+    if state in FINISHED_STATES:
+        assert state is not None
+        frozen = _finished_trial(controller, latent, state, record, intermediate)
+        controller.study.add_trial(frozen)
+        controller.told += 1
+        if state is TrialState.COMPLETE:
+            controller.note_best(number, frozen.values)
+    elif state in (TrialState.QUEUED, TrialState.RUNNING):
+        controller.study.enqueue_trial(latent, skip_if_exists=False)
+        trial = controller.study.ask(space.distributions)
+        for step, value in sorted(intermediate.items()):
+            trial.report(value, step)
+        controller.steps_seen[number] = set(intermediate)
+        controller.pending[number] = trial
