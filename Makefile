@@ -28,6 +28,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_noop.py --trials 20000
 	$(BIN)/python scripts/bench_reports.py
+	$(BIN)/python scripts/bench_amortization.py
 	$(BIN)/python scripts/bench_pruning.py
 
 clean:
