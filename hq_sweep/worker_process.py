@@ -155,4 +155,8 @@ def run_worker(
     code_out = runner.exit_code()
     log.info("%s: %d trials run; leaving: %s", name, runner.trials_run,
              exitcodes.describe(code_out))
+    waits = executor.reports.waits
+    if waits.waits:  # how often reports waited for a prune decision (see decision_wait)
+        log.info("%s: %d reports waited for their prune decision, %d answered in time",
+                 name, waits.waits, waits.answered)
     return code_out

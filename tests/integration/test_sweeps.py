@@ -252,3 +252,5 @@ def test_a_trial_pruned_at_a_step_trains_no_further(redis_url: str, tmp_path: Pa
     # x * step first exceeds 1.5 at step 2 for x=1 and at step 1 for x=2; x=0.5 never does.
     assert {x: (r["state"], sorted(r["intermediate_values"])) for x, r in rows.items()} == {
         0.5: ("complete", [0, 1, 2, 3]), 1.0: ("pruned", [0, 1, 2]), 2.0: ("pruned", [0, 1])}
+    log = " ".join((tmp_path / "state" / "logs" / "on-time" / "worker-0.log").read_text().split())
+    assert re.search(r"\d+ reports waited for their prune decision, \d+ answered in time", log)
