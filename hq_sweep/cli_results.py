@@ -18,6 +18,7 @@ from hq_sweep.cli_common import (
     open_sweep,
 )
 from hq_sweep.connection import connect, resolve_redis_url
+from hq_sweep.lock_token import missing_controller
 from hq_sweep.monitor import watch
 from hq_sweep.queue import SweepRegistry
 from hq_sweep.results import best, status, to_csv, trial_rows
@@ -63,11 +64,8 @@ def status_command(
 def _print_controller(result: dict[str, Any]) -> None:
     if result["controller"] is not None:
         console.print(f"  controller: {result['controller']}")
-    elif result["state"] == "running":
-        console.print(
-            "  [yellow]no controller holds this sweep:[/] no new trials until "
-            f"`hq-sweep controller {result['sweep']}` runs"
-        )
+    elif warning := missing_controller(result["sweep"], None, result["state"]):
+        console.print(f"  {warning}", style="yellow", highlight=False)
 
 
 @friendly_errors

@@ -27,3 +27,11 @@ def describe_holder(token: str | None) -> str | None:
     if len(parts) == 3 and parts[1].isdigit():
         return f"{parts[0]} pid {parts[1]}"
     return f"token {token}"
+
+
+def missing_controller(sweep_id: str, holder: str | None, state: str | None) -> str | None:
+    """The warning for a running sweep that no controller holds, None when there is none."""
+    if holder is not None or state != "running":
+        return None
+    return (f"no controller holds this sweep: no new trials until "
+            f"`hq-sweep controller {sweep_id}` runs")

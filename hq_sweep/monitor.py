@@ -19,7 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from hq_sweep.lock_token import describe_holder
+from hq_sweep.lock_token import describe_holder, missing_controller
 from hq_sweep.messages import FINISHED_STATES
 from hq_sweep.queue import SweepQueue
 
@@ -139,9 +139,8 @@ def render(snap: Snapshot) -> RenderableType:
         )
     if snap.finished_reason:
         parts.append(Text(f"finished: {snap.finished_reason}", "yellow"))
-    elif snap.controller is None and snap.state == "running":
-        parts.append(Text(f"no controller holds this sweep: no new trials until "
-                          f"`hq-sweep controller {snap.sweep}` runs", "yellow"))
+    elif warning := missing_controller(snap.sweep, snap.controller, snap.state):
+        parts.append(Text(warning, "yellow"))
     return Group(*parts)
 
 

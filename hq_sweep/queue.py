@@ -159,8 +159,7 @@ class SweepQueue:
         return bool(self.connection.set(f"{self.prefix}:lock", token, nx=True, px=lease_ms))
 
     def lock_holder(self) -> str | None:
-        holder = self.connection.get(f"{self.prefix}:lock")
-        return None if holder is None else bytes(holder).decode()  # type: ignore[arg-type]
+        return _text(self.connection.get(f"{self.prefix}:lock"))
 
     def renew_lock(self, token: str, lease_ms: int) -> bool:
         return bool(self._scripts["lock_renew"]([f"{self.prefix}:lock"], [token, lease_ms]))
