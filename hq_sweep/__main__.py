@@ -1,3 +1,3 @@
-from hq_sweep.cli import main
+from hq_sweep.cli.app import main
 
 main()

@@ -29,9 +29,9 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalRedisBackend
 
-from hq_sweep.server import start_server, stop_server
-from hq_sweep.space import build_space
-from hq_sweep.spec import load_spec
+from hq_sweep.controller.space import build_space
+from hq_sweep.server.process import start_server, stop_server
+from hq_sweep.spec.sweep import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,8 +81,8 @@ import os, warnings, optuna
 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalRedisBackend
-from hq_sweep.space import build_space
-from hq_sweep.spec import load_spec
+from hq_sweep.controller.space import build_space
+from hq_sweep.spec.sweep import load_spec
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 space = build_space(load_spec(os.environ["BENCH_SPEC"]))
 storage = JournalStorage(JournalRedisBackend(os.environ["BENCH_REDIS_URL"]))

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from hq_sweep.connection import (
+from hq_sweep.server.connection import (
     ENV_REDIS_URL,
     ENV_STATE_DIR,
     ConnectionFileError,
     connect,
     read_connection_file,
 )
-from hq_sweep.embedded import EmbeddedServer
-from hq_sweep.server import server_alive, stop_server
+from hq_sweep.server.embedded import EmbeddedServer
+from hq_sweep.server.process import server_alive, stop_server
 
 
 @pytest.fixture(autouse=True)

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from hq_sweep.connection import connect
-from hq_sweep.queue import SweepQueue
-from hq_sweep.results import trial_rows
+from hq_sweep.queue.sweep_queue import SweepQueue
+from hq_sweep.results.summary import trial_rows
+from hq_sweep.server.connection import connect
 
 
 def write_sweep(tmp_path: Path, body: dict[str, Any], name: str = "sweep.yaml") -> Path:

@@ -19,10 +19,10 @@ from typing import Any, cast
 
 import pytest
 
-from hq_sweep.connection import connect
-from hq_sweep.embedded import EmbeddedServer
-from hq_sweep.queue import SweepQueue
-from hq_sweep.results import trial_rows
+from hq_sweep.queue.sweep_queue import SweepQueue
+from hq_sweep.results.summary import trial_rows
+from hq_sweep.server.connection import connect
+from hq_sweep.server.embedded import EmbeddedServer
 from tests.integration.helpers import (
     cli_env,
     finished_rows,

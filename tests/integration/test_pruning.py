@@ -10,12 +10,12 @@ from typing import Any
 import optuna
 import pytest
 
-from hq_sweep.connection import connect
-from hq_sweep.controller import Controller, ControllerOptions
+from hq_sweep.controller.loop import Controller, ControllerOptions
+from hq_sweep.controller.samplers_pruners import build_pruner
 from hq_sweep.messages import Report, TrialOutcome, TrialState
-from hq_sweep.queue import Finish, SweepQueue, SweepRegistry
-from hq_sweep.spec import SweepSpec, parse_spec
-from hq_sweep.strategies import build_pruner
+from hq_sweep.queue.sweep_queue import Finish, SweepQueue, SweepRegistry
+from hq_sweep.server.connection import connect
+from hq_sweep.spec.sweep import SweepSpec, parse_spec
 
 pytestmark = pytest.mark.integration
 TRIALS, STEPS = 12, 6

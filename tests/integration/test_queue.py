@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from hq_sweep.connection import connect
 from hq_sweep.messages import Report, TrialOutcome, TrialState, TrialTask
-from hq_sweep.queue import Finish, SweepQueue, SweepRegistry
+from hq_sweep.queue.sweep_queue import Finish, SweepQueue, SweepRegistry
+from hq_sweep.server.connection import connect
 from tests.integration.helpers import poll
 
 pytestmark = pytest.mark.integration

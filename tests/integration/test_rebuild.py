@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from hq_sweep import controller as controller_module
-from hq_sweep import study_rebuild
-from hq_sweep.connection import connect
-from hq_sweep.controller import Controller, ControllerOptions
+from hq_sweep.controller import loop as controller_module
+from hq_sweep.controller import rebuild as study_rebuild
+from hq_sweep.controller.loop import Controller, ControllerOptions
 from hq_sweep.messages import TrialOutcome, TrialState
-from hq_sweep.queue import Finish, SweepQueue, SweepRegistry
-from hq_sweep.spec import parse_spec
+from hq_sweep.queue.sweep_queue import Finish, SweepQueue, SweepRegistry
+from hq_sweep.server.connection import connect
+from hq_sweep.spec.sweep import parse_spec
 from tests.integration.helpers import poll
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""hq_sweep.server and `hq-sweep server ...` against real valkey-server processes."""
+"""hq_sweep.server.process and `hq-sweep server ...` against real valkey-server processes."""
 
 from __future__ import annotations
 
@@ -17,16 +17,16 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from hq_sweep.cli_server import server_app
-from hq_sweep.connection import (
+from hq_sweep.cli.server import server_app
+from hq_sweep.server.connection import (
     connect,
     connection_file_path,
     pid_alive,
     read_connection_file,
     resolve_redis_url,
 )
-from hq_sweep.embedded import EmbeddedServer
-from hq_sweep.server import (
+from hq_sweep.server.embedded import EmbeddedServer
+from hq_sweep.server.process import (
     CONF_NAME,
     LOG_NAME,
     ServerAlreadyRunningError,
@@ -247,7 +247,7 @@ def test_cli_start_replaces_dead_server(tmp_path: Path) -> None:
 def test_detached_server_outlives_the_cli_process(tmp_path: Path) -> None:
     """A real `start` in a child process returns promptly and leaves the server running."""
     state = ["--state-dir", str(tmp_path / "sub")]
-    launcher = "from hq_sweep.cli_server import server_app; server_app()"
+    launcher = "from hq_sweep.cli.server import server_app; server_app()"
     started = subprocess.run(
         [sys.executable, "-c", launcher, "start", *state], capture_output=True, timeout=30
     )
@@ -279,7 +279,7 @@ def _sigterm_foreground_server(
 ) -> tuple[int, bytes, ServerInfo]:
     """Run `server start --foreground`, send it SIGTERM (as scancel would) once `ready(info)`
     holds for its connection file, and wait for it: (exit status, stderr, server info)."""
-    launcher = "from hq_sweep.cli_server import server_app; server_app()"
+    launcher = "from hq_sweep.cli.server import server_app; server_app()"
     cli = subprocess.Popen(
         [sys.executable, "-c", launcher, "start", "--foreground", "--state-dir", str(state_dir)],
         stdout=subprocess.PIPE,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from hq_sweep.connection import connect
-from hq_sweep.lock_token import holds
-from hq_sweep.queue import SweepQueue
+from hq_sweep.queue.lock_token import holds
+from hq_sweep.queue.sweep_queue import SweepQueue
+from hq_sweep.server.connection import connect
 from tests.integration.helpers import (
     cli_env,
     finished_rows,

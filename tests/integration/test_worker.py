@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hq_sweep import exitcodes
-from hq_sweep.connection import connect
-from hq_sweep.queue import SweepQueue
+from hq_sweep.queue.sweep_queue import SweepQueue
+from hq_sweep.server.connection import connect
 from tests.integration.helpers import cli_env, hq, poll, write_sweep
 
 pytestmark = pytest.mark.integration

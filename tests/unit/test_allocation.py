@@ -35,7 +35,7 @@ from hq_sweep.launchers.slurm import (
     srun_command,
     step_env,
 )
-from hq_sweep.walltime import WalltimeGuard
+from hq_sweep.worker.walltime import WalltimeGuard
 
 SCONTROL_SHOW_JOB_D = """\
 JobId=3 JobName=interactive

@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 import pytest
 
-from hq_sweep.command import (
+from hq_sweep.worker.command_mode import (
     CommandFailed,
     CommandObjective,
     CommandTimeout,

@@ -1,4 +1,4 @@
-"""hq_sweep.connection without a server: precedence, redaction, files and messages."""
+"""hq_sweep.server.connection without a server: precedence, redaction, files and messages."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from hq_sweep import connection
-from hq_sweep.connection import (
+from hq_sweep.server import connection
+from hq_sweep.server.connection import (
     BadRedisUrlError,
     ConnectionFileError,
     NoServerError,

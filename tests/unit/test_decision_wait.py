@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hq_sweep.decision_wait import MIN_WAIT_S, WAIT_CAP_S, WAIT_SHARE, DecisionWaits
+from hq_sweep.worker.decision_wait import MIN_WAIT_S, WAIT_CAP_S, WAIT_SHARE, DecisionWaits
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import fakeredis
 import pytest
 
-from hq_sweep.detached import spawn_controller
+from hq_sweep.cli.detached import spawn_controller
 from hq_sweep.errors import HqSweepError
 from hq_sweep.launchers.local import REDIS_URL_VAR
-from hq_sweep.lock_token import controller_token, describe_holder, holds
-from hq_sweep.queue import SweepQueue
+from hq_sweep.queue.lock_token import controller_token, describe_holder, holds
+from hq_sweep.queue.sweep_queue import SweepQueue
 
 UNREACHABLE = {REDIS_URL_VAR: "redis://127.0.0.1:1/0"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from hq_sweep.monitor import Snapshot, render
+from hq_sweep.results.monitor import Snapshot, render
 
 
 def _text(snap: Snapshot) -> str:

@@ -6,7 +6,7 @@ import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from hq_sweep.optuna_tell import tell
+from hq_sweep.controller.fast_tell import tell
 
 OUTCOMES: list[tuple[TrialState, list[float] | None]] = [
     (TrialState.COMPLETE, [0.5]), (TrialState.PRUNED, None), (TrialState.FAIL, None),

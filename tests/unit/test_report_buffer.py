@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from hq_sweep.messages import Report
-from hq_sweep.trial_exec import ReportBuffer
+from hq_sweep.worker.executor import ReportBuffer
 
 pytestmark = pytest.mark.timeout(10)
 

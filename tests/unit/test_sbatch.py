@@ -19,8 +19,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from hq_sweep.cli_cluster import register_cluster_commands
-from hq_sweep.launchers.sbatch import (
+from hq_sweep.cli.sbatch import register_cluster_commands
+from hq_sweep.launchers.batch.script import (
     DEFAULT_TEMPLATE,
     PLACEHOLDERS,
     SbatchOptionError,

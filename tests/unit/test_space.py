@@ -1,5 +1,5 @@
-"""Optuna objects built from a spec (hq_sweep.space): distributions, latent <-> user values,
-grids in W&B's order, samplers, pruners, directions and the summary."""
+"""Optuna objects built from a spec (hq_sweep.controller.space): distributions, latent <->
+user values, grids in W&B's order, samplers, pruners, directions and the summary."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hq_sweep.space import SearchSpace, build_space, summary_lines
-from hq_sweep.spec import SpecError, SweepSpec, parse_spec
-from hq_sweep.strategies import (
+from hq_sweep.controller.samplers_pruners import (
     WeightedRandomSampler,
     build_pruner,
     build_sampler,
     study_directions,
 )
+from hq_sweep.controller.space import SearchSpace, build_space, summary_lines
+from hq_sweep.spec.sweep import SpecError, SweepSpec, parse_spec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

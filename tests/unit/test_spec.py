@@ -1,4 +1,4 @@
-"""Sweep-file parsing and validation (hq_sweep.spec): W&B's rules, Argo's additions,
+"""Sweep-file parsing and validation (hq_sweep.spec.sweep): W&B's rules, Argo's additions,
 hq-sweep's own keys, and path-precise error lines."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hq_sweep.spec import (
+from hq_sweep.spec.sweep import (
     DEFAULT_METRIC_NAME,
     Metric,
     ParamGroup,

@@ -6,8 +6,8 @@ import optuna
 import pytest
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 
+from hq_sweep.controller.rebuild import finished_trial
 from hq_sweep.messages import TrialState
-from hq_sweep.study_rebuild import finished_trial
 
 SPACE: dict[str, BaseDistribution] = {"x": FloatDistribution(0, 1), "n": IntDistribution(1, 9)}
 LATENT = {"x": 0.25, "n": 3}

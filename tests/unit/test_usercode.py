@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from optuna import TrialPruned
 
-from hq_sweep.trial import AttemptSuperseded, Trial, UndeclaredParameter
-from hq_sweep.usercode import InvalidResult, UserCodeError, load_user_code, normalize_result
+from hq_sweep.worker.trial import AttemptSuperseded, Trial, UndeclaredParameter
+from hq_sweep.worker.usercode import InvalidResult, UserCodeError, load_user_code, normalize_result
 
 
 def test_float_dict_and_sequence_results() -> None:

@@ -1,4 +1,4 @@
-"""W&B's hyperband early termination (hq_sweep.pruners.wandb_hyperband): milestones, the
+"""W&B's hyperband early termination (hq_sweep.controller.wandb_hyperband): milestones, the
 threshold arithmetic, strict and best-so-far conditions, and the Optuna pruner in a study.
 
 Conventions (wandb/sweeps hyperband_stopping.py): r = 1/eta; at milestone b the threshold is
@@ -17,11 +17,16 @@ import pytest
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-from hq_sweep.pruners import WandbHyperbandPruner, should_stop
-from hq_sweep.pruners.wandb_hyperband import band_threshold, closest_band, metric_history
-from hq_sweep.spec import parse_spec
-from hq_sweep.spec_parts import EarlyTerminate
-from hq_sweep.strategies import build_pruner
+from hq_sweep.controller.samplers_pruners import build_pruner
+from hq_sweep.controller.wandb_hyperband import (
+    WandbHyperbandPruner,
+    band_threshold,
+    closest_band,
+    metric_history,
+    should_stop,
+)
+from hq_sweep.spec.sections import EarlyTerminate
+from hq_sweep.spec.sweep import parse_spec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

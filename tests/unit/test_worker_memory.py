@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from hq_sweep.worker import WorkerOptions, rss_mb
-from hq_sweep.worker_process import memory_limit_after_setup
+from hq_sweep.worker.lifecycle import memory_limit_after_setup
+from hq_sweep.worker.warm_loop import WorkerOptions, rss_mb
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -1,0 +1,283 @@
+"""`hq-sweep server start|stop|status|url`: the shared Redis-compatible server.
+
+Human-readable output goes to stderr (rich); machine output (`url`, `status --json`) to
+stdout. Every URL shown is redacted except by `url`, whose purpose is to hand it over.
+Errors are one line and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import redis
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from hq_sweep.server.connection import (
+    ConnectionFileError,
+    ServerInfo,
+    connect,
+    default_state_dir,
+    not_running_message,
+    pid_alive,
+    read_connection_file,
+    remove_connection_file,
+    server_alive,
+)
+from hq_sweep.server.process import LOG_NAME, ServerError, start_server, stop_server
+
+__all__ = ["server_app"]
+
+server_app = typer.Typer(
+    help="Run the password-protected Redis-compatible server that sweeps and workers share.",
+    no_args_is_help=True,
+)
+
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where the server keeps its config, data, log and connection file "
+        "(default: $HQ_SWEEP_STATE_DIR, else $XDG_STATE_HOME/hq-sweep, "
+        "else ~/.local/state/hq-sweep).",
+        file_okay=False,
+        show_default=False,
+    ),
+]
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _console() -> Console:
+    # Built per call so it writes to whatever sys.stderr is now (CliRunner swaps it).
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    _console().print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def _recorded(state_dir: Path | None) -> tuple[Path, ServerInfo | None]:
+    directory = state_dir or default_state_dir()
+    try:
+        return directory, read_connection_file(directory)
+    except ConnectionFileError as exc:
+        _fail(f"{exc}; remove it or run `hq-sweep server start` to replace it")
+
+
+def _live(state_dir: Path | None) -> ServerInfo:
+    directory, info = _recorded(state_dir)
+    if info is None:
+        _fail(f"no hq-sweep server recorded in {directory}; start one: `hq-sweep server start`")
+    if not server_alive(info):
+        _fail(f"{not_running_message(info)}; `hq-sweep server start` starts a new one")
+    return info
+
+
+@server_app.command()
+def start(
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="TCP port.", show_default="a free port"),
+    ] = None,
+    bind: Annotated[
+        str,
+        typer.Option(help="Address to listen on; 0.0.0.0 lets other cluster nodes connect."),
+    ] = "127.0.0.1",
+    state_dir: StateDirOption = None,
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="Stay attached; Ctrl-C stops the server.")
+    ] = False,
+) -> None:
+    """Start a server with a generated password and AOF persistence."""
+    directory = state_dir or default_state_dir()
+    # A SIGTERM while the server starts (scancel right away) must stop it, not orphan it:
+    # note it now, act on it once the server is up.
+    early: list[int] = []
+    if foreground:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, lambda signum, _frame: early.append(signum))
+    try:
+        info = start_server(directory, port=port, bind=bind, detach=not foreground)
+    except ServerError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot start a server in {directory}: {exc.strerror or exc}")
+    _print_started(info)
+    if foreground:
+        _run_in_foreground(info, early)
+
+
+def _print_started(info: ServerInfo) -> None:
+    console = _console()
+    console.print(
+        f"[green]✓[/] hq-sweep server running at [bold]{escape(info.redacted_url)}[/] "
+        f"(pid {info.pid})"
+    )
+    console.print(f"  state dir {escape(str(info.state_dir))}, log {LOG_NAME}")
+    console.print("  full URL for clients: [bold]hq-sweep server url[/]")
+    if info.bind not in _LOOPBACK:
+        console.print(
+            f"[yellow]![/] listening on {escape(info.bind)}: reachable from the network; "
+            "access needs the password, but traffic is not encrypted"
+        )
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _run_in_foreground(info: ServerInfo, early: list[int]) -> None:
+    _console().print("  running in the foreground; press Ctrl-C to stop")
+    # SIGTERM (scancel, systemd) and SIGHUP (terminal closed) must stop the server too,
+    # not just kill us and leave it running.
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _interrupt)
+    try:
+        if early:
+            raise KeyboardInterrupt(signal.Signals(early[0]).name)
+        try:
+            os.waitpid(info.pid, 0)
+        except ChildProcessError:  # already reaped elsewhere: fall back to polling
+            while pid_alive(info.pid):
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        _console().print("  stopping ...")
+        try:
+            stop_server(info)
+        except ServerError as exc:
+            _fail(str(exc))
+    remove_connection_file(info.state_dir, only_if=info)
+    _console().print("[green]✓[/] server stopped")
+
+
+@server_app.command()
+def stop(state_dir: StateDirOption = None) -> None:
+    """Stop the server (SHUTDOWN, which flushes the AOF; signals if it does not answer)."""
+    directory, info = _recorded(state_dir)
+    if info is None:
+        _fail(f"no hq-sweep server recorded in {directory}; nothing to stop")
+    was_alive = server_alive(info)
+    try:
+        stop_server(info)
+    except ServerError as exc:
+        _fail(str(exc))
+    except OSError as exc:  # e.g. the pid now belongs to another user
+        _fail(f"cannot stop server pid {info.pid}: {exc.strerror or exc}")
+    if was_alive:
+        _console().print(f"[green]✓[/] stopped server pid {info.pid} ({info.redacted_url})")
+    else:
+        _console().print(
+            f"server pid {info.pid} was not running; removed its stale connection file"
+        )
+
+
+def _details(info: ServerInfo) -> dict[str, Any]:
+    """Live figures from INFO; empty when the server does not answer in time."""
+    client = connect(info.url, socket_timeout=2.0)
+    try:
+        raw = client.info()
+        keys = int(client.dbsize())
+    except redis.exceptions.RedisError:
+        return {}
+    finally:
+        client.close()
+    return {
+        "version": raw.get("valkey_version") or raw.get("redis_version"),
+        "uptime_s": raw.get("uptime_in_seconds"),
+        "used_memory": raw.get("used_memory"),
+        "used_memory_human": raw.get("used_memory_human"),
+        "keys": keys,
+        "clients": raw.get("connected_clients"),
+        "aof_enabled": bool(raw.get("aof_enabled")),
+    }
+
+
+def _status_record(directory: Path, info: ServerInfo | None) -> dict[str, Any]:
+    if info is None:
+        return {"running": False, "state_dir": str(directory)}
+    record: dict[str, Any] = {"running": server_alive(info), **info.to_json()}
+    del record["password"]  # status never shows the secret: `hq-sweep server url` does
+    record["url"] = info.redacted_url
+    if record["running"]:
+        record.update(_details(info))
+    return record
+
+
+@server_app.command()
+def status(
+    state_dir: StateDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Show whether the server runs, where, and how big it is (exit 1 when not running)."""
+    directory, info = _recorded(state_dir)
+    record = _status_record(directory, info)
+    if as_json:
+        typer.echo(json.dumps(record, indent=2, default=str))
+    else:
+        _print_status(record)
+    if not record["running"]:
+        raise typer.Exit(1)
+
+
+def _print_status(record: dict[str, Any]) -> None:
+    console = _console()
+    if "pid" not in record:
+        console.print(f"no hq-sweep server recorded in {escape(record['state_dir'])}")
+        return
+    if not record["running"]:
+        console.print(
+            f"[red]✗[/] server pid {record['pid']} ({escape(record['url'])}) is not running "
+            "or not reachable from here"
+        )
+        return
+    table = Table.grid(padding=(0, 2))
+    rows = [
+        ("url", record["url"]),
+        ("pid", f"{record['pid']} on {record['node']}"),
+        ("version", record.get("version")),
+        ("uptime", _uptime(record)),
+        ("memory", record.get("used_memory_human")),
+        ("keys", record.get("keys")),
+        ("clients", record.get("clients")),
+        ("state dir", record["state_dir"]),
+    ]
+    for name, value in rows:
+        table.add_row(f"[bold]{name}[/]", escape(str(value if value is not None else "?")))
+    console.print("[green]●[/] hq-sweep server running")
+    console.print(table)
+
+
+def _uptime(record: dict[str, Any]) -> str:
+    seconds = record.get("uptime_s")
+    if seconds is None and record.get("started_at"):
+        started = datetime.fromisoformat(record["started_at"])
+        seconds = (datetime.now(UTC) - started).total_seconds()
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s"
+
+
+@server_app.command()
+def url(
+    state_dir: StateDirOption = None,
+    redacted: Annotated[
+        bool, typer.Option("--redacted", help="Replace the password with ***.")
+    ] = False,
+) -> None:
+    """Print the server's URL, password included (for clients: `--redis "$(...)"`)."""
+    info = _live(state_dir)
+    typer.echo(info.redacted_url if redacted else info.url)

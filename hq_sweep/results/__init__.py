@@ -1,0 +1,6 @@
+"""Reading a sweep back: status counts, the best trial, exports (`summary`) and the live
+monitor (`monitor`: a pure render of a snapshot plus a polling loop).
+
+Read-only: it never changes a sweep. May import the shared transport (`queue`), `messages` and
+`spec`; not the controller or the worker.
+"""

@@ -1,0 +1,166 @@
+"""The live view: a pure `render(snapshot)` plus a polling loop around rich.Live.
+
+Snapshots read kept counters (one HGETALL each), never a scan, so they stay cheap at
+100,000 trials.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from hq_sweep.messages import FINISHED_STATES
+from hq_sweep.queue.lock_token import describe_holder, missing_controller
+from hq_sweep.queue.sweep_queue import SweepQueue
+
+FINISHED = tuple(s.value for s in FINISHED_STATES)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    sweep: str
+    state: str
+    counts: dict[str, int]
+    total: int | None  # trials the sweep will run, when known (run_cap, grid size)
+    best: dict[str, Any] | None
+    workers: int
+    rate: float  # finished trials per second, recent
+    elapsed: float
+    goal: str = "minimize"
+    metric: str = "value"
+    finished_reason: str = ""
+    controller: str | None = None  # "HOST pid N" of the controller holding the sweep
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.get(s, 0) for s in FINISHED)
+
+
+@dataclass
+class RateMeter:
+    """Finished trials per second over a sliding window of recent samples."""
+
+    window_s: float = 5.0
+    samples: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def update(self, finished: int) -> float:
+        now = time.monotonic()
+        self.samples.append((now, finished))
+        while len(self.samples) > 2 and now - self.samples[0][0] > self.window_s:
+            self.samples.popleft()
+        (t0, f0), (t1, f1) = self.samples[0], self.samples[-1]
+        return (f1 - f0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def take_snapshot(
+    queue: SweepQueue, meter: RateMeter, total: int | None, started: float
+) -> Snapshot:
+    meta = queue.meta()
+    counts = queue.counts()
+    best = json.loads(meta["best"]) if meta.get("best") else None
+    spec = json.loads(meta.get("spec") or "{}")
+    metric = spec.get("metric") or {}
+    finished = sum(counts.get(s, 0) for s in FINISHED)
+    return Snapshot(
+        sweep=queue.sweep_id,
+        state=meta.get("state", "?"),
+        counts=counts,
+        total=total,
+        best=best,
+        workers=queue.live_workers(within_s=10.0),
+        rate=meter.update(finished),
+        elapsed=time.monotonic() - started,
+        goal=metric.get("goal", "minimize"),
+        metric=metric.get("name", "value"),
+        finished_reason=meta.get("finished_reason", ""),
+        controller=describe_holder(queue.lock_holder()),
+    )
+
+
+def _format_params(params: dict[str, Any], limit: int = 120) -> str:
+    flat = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "{" + _format_params(value, 60) + "}"
+    return str(value)
+
+
+def render(snap: Snapshot) -> RenderableType:
+    """The monitor's screen for one snapshot; pure, so it is tested without a terminal."""
+    done = snap.finished
+    header = Text.assemble(
+        ("sweep ", "dim"),
+        (snap.sweep, "bold cyan"),
+        "  ",
+        (snap.state, "green" if snap.state == "running" else "yellow"),
+    )
+    bar = ProgressBar(total=float(snap.total or max(done, 1)), completed=float(done), width=40)
+    total = f"{done}/{snap.total}" if snap.total else f"{done}"
+    line = Text(
+        f" {total} trials  {snap.rate:,.1f}/s  {snap.workers} workers  {snap.elapsed:,.0f} s"
+    )
+    table = Table.grid(padding=(0, 2))
+    table.add_row(
+        *(
+            Text(f"{state} {snap.counts.get(state, 0)}", style)
+            for state, style in (
+                ("queued", "dim"),
+                ("running", "blue"),
+                ("complete", "green"),
+                ("pruned", "yellow"),
+                ("failed", "red"),
+            )
+        )
+    )
+    parts: list[RenderableType] = [header, Group(bar, line), table]
+    if snap.best:
+        parts.append(
+            Text.assemble(
+                (f"best {snap.metric} ({snap.goal}) ", "dim"),
+                (f"{snap.best['value']:.6g}", "bold"),
+                f"  trial {snap.best['number']}  ",
+                (_format_params(snap.best["params"]), "dim"),
+            )
+        )
+    if snap.finished_reason:
+        parts.append(Text(f"finished: {snap.finished_reason}", "yellow"))
+    elif warning := missing_controller(snap.sweep, snap.controller, snap.state):
+        parts.append(Text(warning, "yellow"))
+    return Group(*parts)
+
+
+def watch(
+    queue: SweepQueue,
+    total: int | None,
+    until: Callable[[], bool],
+    console: Console | None = None,
+    refresh_s: float = 0.25,
+) -> Snapshot:
+    """Show the live view until `until()` is true; returns the last snapshot."""
+    meter, started = RateMeter(), time.monotonic()
+    snap = take_snapshot(queue, meter, total, started)
+    with Live(
+        render(snap), console=console or Console(stderr=True), refresh_per_second=4, transient=False
+    ) as live:
+        while not until():
+            time.sleep(refresh_s)
+            snap = take_snapshot(queue, meter, total, started)
+            live.update(render(snap))
+        snap = take_snapshot(queue, meter, total, started)
+        live.update(render(snap))
+    return snap

@@ -1,0 +1,162 @@
+"""`hq-sweep worker`: one warm worker process, from connecting to Redis to leaving cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from hq_sweep import exitcodes
+from hq_sweep.controller.space import build_space
+from hq_sweep.env import JobEnvironment
+from hq_sweep.errors import HqSweepError
+from hq_sweep.queue.sweep_queue import SweepQueue, SweepRegistry
+from hq_sweep.spec.sweep import SweepSpec, parse_spec
+from hq_sweep.worker.executor import TrialExecutor
+from hq_sweep.worker.trial import WorkerContext
+from hq_sweep.worker.usercode import Objective, UserCode, UserCodeError, load_user_code
+from hq_sweep.worker.warm_loop import Heartbeat, TrialRunner, WarmWorker, WorkerOptions, rss_mb
+
+log = logging.getLogger("hq_sweep.worker.warm_loop")
+
+
+class WorkerStartError(HqSweepError):
+    """The worker cannot start: no sweep, or the user's code does not load."""
+
+
+def wait_for_sweep(connection: redis.Redis, sweep_id: str | None, timeout_s: float) -> str:
+    """The sweep to serve: the one named, else the newest running one (waiting for it)."""
+    registry = SweepRegistry(connection)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if sweep_id is not None and registry.exists(sweep_id):
+            return sweep_id
+        if sweep_id is None:
+            running = [
+                s
+                for s in reversed(registry.list())
+                if SweepQueue(connection, s).state() == "running"
+            ]
+            if running:
+                return running[0]
+        if time.monotonic() >= deadline:
+            what = f"sweep {sweep_id!r}" if sweep_id else "a running sweep"
+            raise WorkerStartError(f"no {what} on the server after {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def load_objective(spec: SweepSpec, meta: dict[str, str]) -> UserCode:
+    """The user's setup/objective, or a command-mode objective for `program:` sweeps."""
+    base_dirs = [Path(meta.get("base_dir") or "."), Path.cwd()]
+    if spec.worker is not None:
+        entry = spec.worker
+        return load_user_code(entry.module, entry.setup, entry.objective, base_dirs)
+    if spec.program is None:
+        raise WorkerStartError("the sweep names neither `worker:` nor `program:`")
+    from hq_sweep.worker.command_mode import CommandObjective
+
+    command_objective: Objective = CommandObjective(
+        program=spec.program,
+        command=spec.command,
+        metric=[m.name for m in spec.objectives()],
+        cwd=base_dirs[0],
+        timeout=spec.trial_timeout,
+    )
+    return UserCode(setup=None, objective=command_objective)
+
+
+class EarlySignals:
+    """SIGTERM/SIGINT/SIGUSR1 before the worker loop runs: remember them, stop after setup."""
+
+    def __init__(self) -> None:
+        self.code: int | None = None
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+            signal.signal(sig, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        if self.code is None:
+            self.code = exitcodes.WALLTIME if signum == signal.SIGUSR1 else exitcodes.DRAINED
+
+
+def _options_for(spec: SweepSpec, options: WorkerOptions) -> WorkerOptions:
+    return dataclasses.replace(options, lease_s=spec.lease,
+                               max_trials=spec.max_trials_per_worker,
+                               max_rss_mb=spec.max_worker_memory_mb)
+
+
+def memory_limit_after_setup(options: WorkerOptions, name: str) -> WorkerOptions:
+    """Turn memory recycling off when setup() alone passes the limit: recycling would then
+    restart the worker (and pay setup again) after every single trial."""
+    limit = options.max_rss_mb
+    if limit is None or (used := rss_mb()) <= limit:
+        return options
+    log.warning("%s: %.0f MB resident after setup(), over max_worker_memory_mb %.0f: memory "
+                "recycling is off for this worker (it would restart after every trial); raise "
+                "max_worker_memory_mb above what setup() needs", name, used, limit)
+    return dataclasses.replace(options, max_rss_mb=None)
+
+
+def _run_setup(code: UserCode, ctx: WorkerContext) -> Any:
+    if code.setup is None:
+        return None
+    started = time.perf_counter()
+    try:
+        state = code.setup(ctx)
+    except Exception as exc:  # the user's setup may raise anything: report it, exit non-zero
+        log.exception("%s: setup() failed", ctx.worker_name)
+        raise UserCodeError(f"setup() failed: {exc!r}") from exc
+    log.info("%s: setup() took %.2f s", ctx.worker_name, time.perf_counter() - started)
+    return state
+
+
+def run_worker(
+    connection: redis.Redis, sweep_id: str | None, options: WorkerOptions, wait_s: float = 60.0
+) -> int:
+    """Serve one sweep until it ends or we are told to stop; returns the exit code."""
+    early = EarlySignals()  # imports and setup() take a while: a signal then must not kill us
+    sweep_id = wait_for_sweep(connection, sweep_id, wait_s)
+    queue = SweepQueue(connection, sweep_id)
+    meta = queue.meta()
+    spec = parse_spec(json.loads(meta["spec"]), source=f"sweep {sweep_id}")
+    options = _options_for(spec, options)
+    code = load_objective(spec, meta)
+    job = JobEnvironment.from_env()
+    name = job.worker_name()
+    state = _run_setup(code, WorkerContext(worker_name=name, sweep=sweep_id, spec=spec, job=job))
+    options = memory_limit_after_setup(options, name)
+    # Command mode bounds its subprocess itself; Python objectives get the worker's alarm.
+    timeout = None if spec.worker is None else spec.trial_timeout
+    prunes = spec.early_terminate is not None or (
+        spec.pruner is not None and spec.pruner.name != "nop")
+    executor = TrialExecutor(queue, name, code.objective, state, build_space(spec).nest,
+                             [m.name for m in spec.objectives()], timeout, feed_pruner=prunes)
+    runner = TrialRunner(queue, name, executor, options)
+    if early.code is not None:
+        log.warning("%s: stopped before taking a trial (%s)", name, exitcodes.describe(early.code))
+        return early.code
+    info = {"node": job.node, "gpu": job.gpu, "rank": job.rank, "pid": os.getpid()}
+    heartbeat = Heartbeat(runner, info)
+    heartbeat.start()
+    try:
+        WarmWorker(queue.rq_queue, runner, name).work(logging_level="WARNING")
+    finally:
+        heartbeat.stop()
+        runner.flush()
+        with contextlib.suppress(redis.exceptions.RedisError):
+            queue.forget_worker(name)
+    code_out = runner.exit_code()
+    log.info("%s: %d trials run; leaving: %s", name, runner.trials_run,
+             exitcodes.describe(code_out))
+    waits = executor.reports.waits
+    if waits.waits:  # how often reports waited for a prune decision (see decision_wait)
+        log.info("%s: %d reports waited for their prune decision, %d answered in time",
+                 name, waits.waits, waits.answered)
+    return code_out

@@ -1,0 +1,301 @@
+"""The warm worker: load the user's code once, then run trial after trial without forking.
+
+rq carries batches of trials (JSON only) to a `WarmWorker`, a SimpleWorker subclass, so
+`setup()` state and CUDA contexts survive from one trial to the next. rq's job status is
+transport; each trial's truth (state, attempt, lease, result) lives in hq-sweep's own keys.
+
+Signals: a first SIGTERM finishes the current trial (within `term_grace_s`), gives back the
+unstarted ones and exits DRAINED; a second SIGTERM gives back the current trial too and exits
+REQUEUED at once; SIGUSR1 (Slurm's `--signal` warning) drains like the first SIGTERM and exits
+WALLTIME. See exitcodes.py.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from hq_sweep import exitcodes
+from hq_sweep.messages import TrialOutcome, TrialState
+from hq_sweep.queue.retry import patiently
+from hq_sweep.queue.sweep_queue import Claim, Finish, SweepQueue
+from hq_sweep.worker import walltime
+from hq_sweep.worker.executor import TrialExecutor
+
+log = logging.getLogger("hq_sweep.worker.warm_loop")
+
+# rq resolves job functions by import path, so the warm worker publishes its runner here for
+# the duration of each job (the same pattern rq uses for get_current_job()).
+_current_runner: contextvars.ContextVar[TrialRunner] = contextvars.ContextVar("hq_sweep_runner")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    lease_s: float = 20.0
+    flush_interval_s: float = 0.05  # results wait at most this long to be batched
+    poll_s: int = 1  # how often an idle worker checks whether the sweep has ended
+    term_grace_s: float = 60.0  # after a first SIGTERM, how long the current trial may run
+    timeout_grace_s: float = 5.0  # past trial_timeout: time to interrupt before replacing us
+    max_trials: int | None = None
+    max_rss_mb: float | None = None
+    redis_patience_s: float = 300.0
+
+    @property
+    def heartbeat_s(self) -> float:
+        return max(0.05, self.lease_s / 4)
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (not its peak), in MB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class TrialRunner:
+    """Runs claimed trials with the warm state and records how each attempt ended."""
+
+    def __init__(self, queue: SweepQueue, name: str, executor: TrialExecutor,
+                 options: WorkerOptions) -> None:
+        self.queue = queue
+        self.name = name
+        self.executor = executor
+        self.options = options
+        self.trials_run = 0
+        self.stop_code: int | None = None
+        self.held: dict[int, Claim] = {}  # claimed, result not yet recorded
+        self.pending: list[Finish] = []  # finished, not yet flushed to Redis
+        self.lock = threading.RLock()
+
+    def _redis(self, what: str, call: Any) -> Any:
+        return patiently(call, what, self.options.redis_patience_s)
+
+    def run_batch(self, batch: int) -> int:
+        """Take up to `batch` ready trials at a time and run them, until none are ready."""
+        total = 0
+        while self.stop_code is None:
+            if not walltime.guard().allows(self.trials_run, batch):  # inside a Slurm job only
+                self.stop(exitcodes.WALLTIME)
+                break
+            claims: list[Claim] = self._redis("claim", lambda: self.queue.claim(
+                self.name, batch, self.options.lease_s))
+            if not claims:
+                break
+            total += self._run_claims(claims)
+        self.flush()
+        return total
+
+    def _run_claims(self, claims: list[Claim]) -> int:
+        with self.lock:
+            self.held.update((c.task.number, c) for c in claims)
+        last_flush = time.monotonic()
+        for index, claim in enumerate(claims):
+            if self.stop_code is not None:
+                self.give_back(claims[index:])
+                return index
+            finish = self.executor.execute(claim)
+            with self.lock:
+                if finish is not None:
+                    self.pending.append(finish)
+                else:  # superseded: another attempt owns it
+                    self.held.pop(claim.task.number, None)
+            self.trials_run += 1
+            self._check_recycling()
+            if time.monotonic() - last_flush >= self.options.flush_interval_s:
+                self.flush()
+                last_flush = time.monotonic()
+        return len(claims)
+
+    def flush(self) -> None:
+        # Reports first: the controller must see a trial's values before its result.
+        self._redis("record reports", self.executor.reports.send)
+        with self.lock:
+            pending, self.pending = self.pending, []
+        if pending:
+            self._redis("record results", lambda: self.queue.finish(pending))
+            with self.lock:
+                for item in pending:
+                    self.held.pop(item.outcome.number, None)
+
+    def give_back(self, claims: Sequence[Claim]) -> None:
+        """Release claimed trials we will not finish and hand them to other workers."""
+        held = [(c.task.number, c.attempt) for c in claims]
+        released = self._redis("release", lambda: self.queue.release(self.name, held))
+        count = sum(released)
+        self._redis("wake workers", lambda: self.queue.wake(1 if count else 0, count))
+        with self.lock:
+            for number, _ in held:
+                self.held.pop(number, None)
+        if count:
+            log.info("%s: gave back %d trial(s)", self.name, count)
+
+    def abandon(self, code: int) -> None:
+        """Record what is finished, give back everything else, and exit now."""
+        self.flush()
+        with self.lock:
+            claims = list(self.held.values())
+        self.give_back(claims)
+        self.queue.forget_worker(self.name)
+        os._exit(code)
+
+    def stop(self, code: int) -> None:
+        if self.stop_code is None:
+            self.stop_code = code
+
+    def _check_recycling(self) -> None:
+        opts = self.options
+        if opts.max_trials is not None and self.trials_run >= opts.max_trials:
+            log.info("%s: %d trials run; recycling", self.name, self.trials_run)
+            self.stop(exitcodes.RECYCLE)
+        elif opts.max_rss_mb is not None and (used := rss_mb()) > opts.max_rss_mb:
+            log.info("%s: %.0f MB resident > %.0f MB; recycling", self.name, used,
+                     opts.max_rss_mb)
+            self.stop(exitcodes.RECYCLE)
+
+    def sweep_over(self) -> bool:
+        return self.queue.state() != "running"
+
+    def exit_code(self) -> int:
+        if self.stop_code is not None:
+            return self.stop_code
+        try:
+            return exitcodes.OK if self.sweep_over() else exitcodes.ERROR
+        except Exception:  # Redis gone: the launcher should start us again
+            return exitcodes.ERROR
+
+
+def run_trial_batch(sweep_id: str, batch: int) -> int:
+    """The rq job function: run ready trials, `batch` at a time, on the current warm worker."""
+    runner = _current_runner.get(None)
+    if runner is None:
+        raise RuntimeError("run_trial_batch runs only inside hq-sweep's warm worker")
+    if runner.queue.sweep_id != sweep_id:
+        raise RuntimeError(f"job for sweep {sweep_id!r} reached a worker of "
+                           f"{runner.queue.sweep_id!r}")
+    return runner.run_batch(int(batch))
+
+
+class WarmWorker(SimpleWorker):
+    """rq's non-forking worker, with the warm runner in scope and hq-sweep's signals."""
+
+    def __init__(self, queue: Queue, runner: TrialRunner, name: str) -> None:
+        super().__init__([queue], name=name, connection=queue.connection,
+                         serializer=JSONSerializer, log_job_description=False)
+        self.runner = runner
+        self._first_term = -10.0
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        token = _current_runner.set(self.runner)
+        try:
+            super().execute_job(job, queue)
+        finally:
+            _current_runner.reset(token)
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        # Block briefly and look at the sweep's state between tries, so workers leave
+        # within a second of the sweep ending instead of waiting on an empty queue.
+        poll = self.runner.options.poll_s
+        while True:
+            if self._stop_requested or self.runner.stop_code is not None:
+                return None
+            result = super().dequeue_job_and_maintain_ttl(poll, poll)
+            if result is not None or self._stop_requested or self.runner.stop_code is not None:
+                return result
+            if patiently(self.runner.sweep_over, "sweep state",
+                         self.runner.options.redis_patience_s):
+                return None
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGUSR1, self._on_usr1)
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if now - self._first_term < 1.0:
+            return  # the same request delivered twice (terminal or Slurm, plus the launcher)
+        if self.runner.stop_code is None:
+            self._first_term = now
+            log.warning("%s: %s: finishing the current trial, then leaving (again: leave now)",
+                        self.name, signal.Signals(signum).name)
+            self.runner.stop(exitcodes.DRAINED)
+            self._stop_requested = True
+            timer = threading.Timer(self.runner.options.term_grace_s, os.kill,
+                                    (os.getpid(), signal.SIGTERM))
+            timer.daemon = True
+            timer.start()
+            return
+        log.warning("%s: second %s: giving the current trial back", self.name,
+                    signal.Signals(signum).name)
+        self.runner.abandon(exitcodes.REQUEUED)
+
+    def _on_usr1(self, signum: int, frame: FrameType | None) -> None:
+        if not self._stop_requested:  # srun and the batch script may both forward it
+            log.warning("%s: SIGUSR1 (walltime near): no new trials; finishing the current one",
+                        self.name)
+        self.runner.stop(exitcodes.WALLTIME)
+        self._stop_requested = True
+
+
+class Heartbeat(threading.Thread):
+    """Keeps this worker's leases alive from a thread the objective cannot block, and
+    replaces the process when a trial overran its timeout and could not be interrupted."""
+
+    def __init__(self, runner: TrialRunner, info: dict[str, Any]) -> None:
+        super().__init__(name="hq-sweep-heartbeat", daemon=True)
+        self.runner, self.info = runner, info
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        runner = self.runner
+        while True:
+            try:
+                self.beat()
+            except Exception as exc:  # a Redis hiccup must not kill the heartbeat
+                log.warning("%s: heartbeat failed: %s", runner.name, exc)
+            if runner.executor.overran(runner.options.timeout_grace_s):
+                self._replace_hung_worker()
+            if self.stopped.wait(runner.options.heartbeat_s):
+                return
+
+    def beat(self) -> None:
+        runner = self.runner
+        runner.queue.heartbeat(runner.name, self.info)
+        with runner.lock:
+            held = [(c.task.number, c.attempt) for c in runner.held.values()]
+        kept = runner.queue.renew(runner.name, held, runner.options.lease_s)
+        for (number, _), ok in zip(held, kept, strict=True):
+            if not ok:
+                runner.executor.mark_superseded(number)
+
+    def _replace_hung_worker(self) -> None:
+        runner = self.runner
+        current = runner.executor.current
+        if current is None:
+            return
+        log.error("%s: trial %d overran its timeout and cannot be interrupted; replacing "
+                  "this worker", runner.name, current.task.number)
+        outcome = TrialOutcome(current.task.number, current.attempt, TrialState.FAILED,
+                               reason="timeout (uninterruptible; worker replaced)",
+                               worker=runner.name)
+        with runner.lock:
+            runner.pending.append(Finish(outcome, time.time(), failure_kind="timeout"))
+        runner.executor.current = None
+        runner.abandon(exitcodes.HUNG)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=self.runner.options.heartbeat_s + 1)
