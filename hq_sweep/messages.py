@@ -150,3 +150,35 @@ class Report(NamedTuple):
         except (ValueError, TypeError) as exc:
             raise MessageError(
                 f"report: expected [number, attempt, step, value(, awaits)] ({exc})") from exc
+
+
+class Action(StrEnum):
+    """What the controller tells a trial that reported. Only CONTINUE and PRUNE exist today;
+    a strategy that checkpoints or exploits (PBT) adds its actions here."""
+
+    CONTINUE = "continue"
+    PRUNE = "prune"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The controller's answer to a trial's report at `step` (or an earlier one)."""
+
+    step: int
+    action: Action
+
+    @property
+    def prunes(self) -> bool:
+        return self.action is Action.PRUNE
+
+    def encode(self) -> str:
+        return dumps({"s": self.step, "a": self.action.value})
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Decision:
+        obj = loads_object(raw, "decision")
+        try:
+            action = Action(obj.get("a"))
+        except ValueError as exc:
+            raise MessageError(f"decision.a: unknown action {obj.get('a')!r}") from exc
+        return cls(_require(obj, "s", int, "decision"), action)

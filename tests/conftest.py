@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from hq_sweep.queue.client import connect
 from hq_sweep.server.connection import (
     ENV_REDIS_URL,
     ENV_STATE_DIR,
     ConnectionFileError,
-    connect,
     read_connection_file,
 )
 from hq_sweep.server.embedded import EmbeddedServer

@@ -42,10 +42,12 @@ from hq_sweep.launchers.slurm import (
     from_allocation,
     launcher_kind,
 )
-from hq_sweep.queue.sweep_queue import SweepQueue, SweepRegistry
+from hq_sweep.queue.client import connect
+from hq_sweep.queue.registry import SweepRegistry
+from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.monitor import watch
 from hq_sweep.results.summary import summary
-from hq_sweep.server.connection import connect, default_state_dir, resolve_redis_url
+from hq_sweep.server.connection import default_state_dir, resolve_redis_url
 from hq_sweep.spec.sweep import SweepSpec, load_spec
 from hq_sweep.worker.lifecycle import run_worker
 from hq_sweep.worker.warm_loop import WorkerOptions
@@ -138,7 +140,7 @@ def _follow(
         thread.join(timeout=0.5)
         if time.monotonic() - last >= 5.0:
             last = time.monotonic()
-            counts = queue.counts()
+            counts = queue.meta.counts()
             done = sum(counts.get(s, 0) for s in ("complete", "pruned", "failed"))
             console.print(
                 f"{queue.sweep_id}: {done}/{total or '?'} trials finished "
@@ -226,7 +228,7 @@ def _run_controller(queue: SweepQueue, lock_lease: float) -> None:
     spec = stored_spec(queue)
     options = ControllerOptions(lease_ms=int(lock_lease * 1000))
     reason = Controller(queue, spec, options).run()
-    counts = queue.counts()
+    counts = queue.meta.counts()
     console.print(
         f"sweep {queue.sweep_id} finished ({reason}): "
         + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "pruned", "failed"))

@@ -7,17 +7,15 @@ import logging
 from collections.abc import Callable
 from typing import Annotated, Any, NoReturn, TypeVar
 
-import redis
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
 
-from hq_sweep.errors import HqSweepError
-from hq_sweep.queue.sweep_queue import SweepQueue, SweepRegistry
-from hq_sweep.server.connection import BadRedisUrlError, ConnectionFileError, NoServerError, connect
-from hq_sweep.server.connection import redact as redact_url
-from hq_sweep.spec.sweep import SpecError
+from hq_sweep.errors import EXIT_FAILURE, HqSweepError
+from hq_sweep.queue.client import connect
+from hq_sweep.queue.registry import SweepRegistry
+from hq_sweep.queue.sweep import SweepQueue
 
 console = Console(stderr=True)
 
@@ -35,9 +33,6 @@ SweepOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
-EXIT_FAILURE = 1
-EXIT_INVALID = 2
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -53,18 +48,14 @@ def friendly_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except SpecError as exc:
-            for line in exc.errors:
-                console.print(Text(line, style="red"), soft_wrap=True)
-            raise typer.Exit(EXIT_INVALID) from None
-        except (NoServerError, BadRedisUrlError, ConnectionFileError) as exc:
-            fail(str(exc))
         except HqSweepError as exc:
-            fail(str(exc))
-        except redis.exceptions.AuthenticationError:
-            fail("the Redis server refused the password in the URL")
-        except redis.exceptions.ConnectionError as exc:
-            fail(f"cannot reach Redis: {redact_url(str(exc))}")
+            for line in exc.lines():
+                if exc.prefixed:
+                    console.print(Text.assemble(("error:", "bold red"), " ", line),
+                                  soft_wrap=True)
+                else:
+                    console.print(Text(line, style="red"), soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hq_sweep.errors import HqSweepError
 from hq_sweep.queue.lock_token import holds
-from hq_sweep.queue.sweep_queue import SweepQueue
+from hq_sweep.queue.sweep import SweepQueue
 
 POLL_S = 0.05
 LOG_TAIL_LINES = 15
@@ -56,7 +56,7 @@ def _await_lock(
     """Wait until the new controller holds the sweep (False) or another one does (True)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        holder = queue.lock_holder()
+        holder = queue.lock.holder()
         if holds(holder, process.pid):
             return False
         if process.poll() is not None:

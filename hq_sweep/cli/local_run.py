@@ -9,13 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-
 from hq_sweep import exitcodes
 from hq_sweep.controller.loop import Controller, ControllerOptions, trial_cap
 from hq_sweep.errors import HqSweepError
 from hq_sweep.launchers.local import LocalLauncher
-from hq_sweep.queue.sweep_queue import SweepQueue, SweepRegistry
+from hq_sweep.queue.client import Client
+from hq_sweep.queue.registry import SweepRegistry
+from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.server.connection import NoServerError, default_state_dir, resolve_redis_url
 from hq_sweep.server.process import start_server
 from hq_sweep.spec.sweep import SweepSpec, parse_spec
@@ -44,7 +44,7 @@ def ensure_server(explicit: str | None, say: Callable[[str], None]) -> str:
 
 
 def register_sweep(
-    connection: redis.Redis, spec: SweepSpec, spec_path: Path, sweep_id: str | None = None
+    connection: Client, spec: SweepSpec, spec_path: Path, sweep_id: str | None = None
 ) -> str:
     """Store a new sweep; its id is `sweep_id` or the spec's name, with -2, -3... when taken."""
     registry = SweepRegistry(connection)
@@ -54,7 +54,7 @@ def register_sweep(
 
 
 def stored_spec(queue: SweepQueue) -> SweepSpec:
-    meta = queue.meta()
+    meta = queue.meta.read()
     if not meta.get("spec"):
         raise KeyError(f"no sweep {queue.sweep_id!r} on this server")
     return parse_spec(json.loads(meta["spec"]), source=f"sweep {queue.sweep_id}")
@@ -92,7 +92,7 @@ class ControllerThread(threading.Thread):
 class LocalRun:
     """`hq-sweep run`: controller thread + N local warm workers on one server."""
 
-    connection: redis.Redis
+    connection: Client
     url: str
     sweep_id: str
     spec: SweepSpec

@@ -19,11 +19,12 @@ from hq_sweep.cli.common import (
 )
 from hq_sweep.cli.local_run import stored_spec, sweep_total
 from hq_sweep.controller.space import build_space, summary_lines
+from hq_sweep.queue.client import connect
 from hq_sweep.queue.lock_token import missing_controller
-from hq_sweep.queue.sweep_queue import SweepRegistry
+from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.results.monitor import watch
 from hq_sweep.results.summary import best, status, to_csv, trial_rows
-from hq_sweep.server.connection import connect, resolve_redis_url
+from hq_sweep.server.connection import resolve_redis_url
 from hq_sweep.spec.sweep import load_spec
 
 
@@ -110,7 +111,7 @@ def monitor(sweep: SweepOption = None, redis_url: RedisOption = None) -> None:
     queue = open_sweep(resolve_redis_url(redis_url), sweep)
     total = sweep_total(stored_spec(queue))
     try:
-        snap = watch(queue, total, until=lambda: queue.state() != "running", console=console)
+        snap = watch(queue, total, until=lambda: queue.meta.state() != "running", console=console)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
     console.print(f"sweep {snap.sweep} {snap.state}")

@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 
 from hq_sweep.cli.common import console, fail, friendly_errors
-from hq_sweep.launchers.batch.script import SbatchOptionError, SbatchOptions, render_sbatch
+from hq_sweep.launchers.batch.script import SbatchOptions, render_sbatch
 from hq_sweep.spec.sweep import load_spec
 
 __all__ = ["register_cluster_commands", "sbatch"]
@@ -127,12 +127,7 @@ def sbatch(
         signal_seconds=signal_seconds, state_dir=state_dir,
         venv=_running_venv() if venv is None else (venv or None),
     )  # fmt: skip
-    try:
-        text = render_sbatch(options, _read_template(template))
-    except SbatchOptionError as exc:
-        for line in exc.errors:
-            console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    text = render_sbatch(options, _read_template(template))  # errors: one line per option
     path = output if output is not None else Path(f"{sweep_id}.sbatch")
     _write(path, text)
     workers = nodes * options.tasks_per_node

@@ -15,16 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import redis
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hq_sweep.queue.admin import server_details
 from hq_sweep.server.connection import (
     ConnectionFileError,
     ServerInfo,
-    connect,
     default_state_dir,
     not_running_message,
     pid_alive,
@@ -183,27 +182,6 @@ def stop(state_dir: StateDirOption = None) -> None:
         )
 
 
-def _details(info: ServerInfo) -> dict[str, Any]:
-    """Live figures from INFO; empty when the server does not answer in time."""
-    client = connect(info.url, socket_timeout=2.0)
-    try:
-        raw = client.info()
-        keys = int(client.dbsize())
-    except redis.exceptions.RedisError:
-        return {}
-    finally:
-        client.close()
-    return {
-        "version": raw.get("valkey_version") or raw.get("redis_version"),
-        "uptime_s": raw.get("uptime_in_seconds"),
-        "used_memory": raw.get("used_memory"),
-        "used_memory_human": raw.get("used_memory_human"),
-        "keys": keys,
-        "clients": raw.get("connected_clients"),
-        "aof_enabled": bool(raw.get("aof_enabled")),
-    }
-
-
 def _status_record(directory: Path, info: ServerInfo | None) -> dict[str, Any]:
     if info is None:
         return {"running": False, "state_dir": str(directory)}
@@ -211,7 +189,7 @@ def _status_record(directory: Path, info: ServerInfo | None) -> dict[str, Any]:
     del record["password"]  # status never shows the secret: `hq-sweep server url` does
     record["url"] = info.redacted_url
     if record["running"]:
-        record.update(_details(info))
+        record.update(server_details(info.url))
     return record
 
 

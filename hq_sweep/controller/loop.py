@@ -24,11 +24,12 @@ from hq_sweep.controller.fast_tell import tell
 from hq_sweep.controller.rebuild import outcome_from_record, rebuild_study
 from hq_sweep.controller.samplers_pruners import build_pruner, build_sampler, study_directions
 from hq_sweep.controller.space import SearchSpace, build_space
-from hq_sweep.errors import HqSweepError
+from hq_sweep.errors import HqSweepError, RedisUnavailable
 from hq_sweep.messages import Report, TrialOutcome, TrialState, TrialTask
+from hq_sweep.queue.admin import ping
 from hq_sweep.queue.lock_token import controller_token
-from hq_sweep.queue.retry import TRANSIENT, patiently
-from hq_sweep.queue.sweep_queue import SweepQueue
+from hq_sweep.queue.retry import patiently
+from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.spec.sweep import SweepSpec
 
 log = logging.getLogger("hq_sweep.controller.loop")
@@ -110,16 +111,16 @@ class Controller:
                     self._housekeeping()
                     if self._done():
                         return patiently(self._finish, "finish")
-                except TRANSIENT as exc:
+                except RedisUnavailable as exc:
                     self._recover(exc)
                 if on_tick is not None:
                     on_tick()
         finally:
-            with contextlib.suppress(*TRANSIENT):
-                self.queue.release_lock(self.token)
+            with contextlib.suppress(RedisUnavailable):
+                self.queue.lock.release(self.token)
 
     def _start(self) -> None:
-        self.queue.set_running()
+        self.queue.meta.set_running()
         self.next_number = rebuild_study(self)
         self._publish_best()
 
@@ -129,7 +130,7 @@ class Controller:
         now = time.monotonic()
         if now - self._last_reap > min(1.0, self.spec.lease / 4):
             self._last_reap = now
-            requeued = self.queue.reap(self.spec.retries + 1)
+            requeued = self.queue.trials.reap(self.spec.retries + 1)
             if requeued:
                 log.info("requeued %d trial(s) whose lease expired", requeued)
             self._wake_if_idle()
@@ -137,10 +138,10 @@ class Controller:
     def _wake_if_idle(self) -> None:
         """Ready trials but no job to send a worker for them (its job died with a worker, or
         they were requeued): send wake-up jobs. Extra ones cost a worker one empty claim."""
-        queued = self.queue.counts().get("queued", 0)
-        if queued and not self.queue.waiting_jobs():
+        queued = self.queue.meta.counts().get("queued", 0)
+        if queued and not self.queue.trials.waiting_jobs():
             batch = self._batch_size()
-            self.queue.wake(min(self._live_workers(), -(-queued // batch)), batch)
+            self.queue.trials.wake(min(self._live_workers(), -(-queued // batch)), batch)
 
     def keep_lock_fresh(self) -> None:
         """Renew the lock once a third of its lease has passed (also during a long rebuild,
@@ -151,17 +152,17 @@ class Controller:
             self._last_renew = now
 
     def _keep_lock(self) -> None:
-        if self.queue.renew_lock(self.token, self.options.lease_ms):
+        if self.queue.lock.renew(self.token, self.options.lease_ms):
             return
         # A restarted Redis may have lost the key: take it again if nobody else did.
-        if not self.queue.acquire_lock(self.token, self.options.lease_ms):
+        if not self.queue.lock.acquire(self.token, self.options.lease_ms):
             raise LostLock(f"sweep {self.queue.sweep_id}: another controller took over")
         log.warning("controller lock re-acquired after it was lost")
 
     def _recover(self, exc: Exception) -> None:
         """Redis went away: wait for it, then re-read what may have been lost in flight."""
         log.warning("Redis unreachable (%s); waiting for it", exc)
-        patiently(self.queue.connection.ping, "controller")
+        patiently(lambda: ping(self.queue.connection), "controller")
         patiently(self._keep_lock, "controller lock")
         patiently(self.reconcile, "reconcile")
         log.warning("Redis is back; sweep goes on")
@@ -169,7 +170,7 @@ class Controller:
     def reconcile(self) -> None:
         """Tell trials whose record says finished but whose outcome never reached us."""
         numbers = sorted(self.pending)
-        for number, record in zip(numbers, self.queue.records_for(numbers), strict=True):
+        for number, record in zip(numbers, self.queue.trials.records_for(numbers), strict=True):
             outcome = outcome_from_record(number, record)
             if outcome is not None:
                 self.tell(outcome)
@@ -177,7 +178,7 @@ class Controller:
 
     def step(self) -> None:
         """One round: read results (and the reports that preceded them), tell, top up."""
-        outcomes, reports = self.queue.pop_news(
+        outcomes, reports = self.queue.reports.pop_news(
             1000, self.options.wait_s if self.pending else 0, with_reports=self.prunes)
         if reports:
             self._prune_decisions(reports)
@@ -185,12 +186,12 @@ class Controller:
             self.tell(outcome)
         if outcomes:
             self._publish_best()
-            self.queue.set_told(self.told)  # study.trials would copy every trial: O(n) a step
+            self.queue.meta.set_told(self.told)  # study.trials would copy every trial: O(n) a step
         self._top_up()
 
     def _acquire_lock(self) -> None:
         announced = False
-        while not self.queue.acquire_lock(self.token, self.options.lease_ms):
+        while not self.queue.lock.acquire(self.token, self.options.lease_ms):
             if not announced:
                 log.warning(
                     "sweep %s: another controller holds it; standing by", self.queue.sweep_id
@@ -207,9 +208,9 @@ class Controller:
         reason = self.stop_reason or ("exhausted" if self.exhausted else "run_cap")
         if self.grid is not None and self.next_number >= len(self.grid):
             reason = self.stop_reason or "grid exhausted"
-        self.queue.set_told(self.told, len(self.study.get_trials(deepcopy=False)))
-        self.queue.set_finished(reason)
-        self.queue.rq_queue.empty()
+        self.queue.meta.set_told(self.told, len(self.study.get_trials(deepcopy=False)))
+        self.queue.meta.set_finished(reason)
+        self.queue.trials.drop_jobs()
         return reason
 
     # ---- asking -------------------------------------------------------------------------
@@ -223,7 +224,7 @@ class Controller:
     def _live_workers(self) -> int:
         checked, count = self._workers
         if time.monotonic() - checked > 2.0:
-            count = max(1, self.queue.live_workers(within_s=10.0))
+            count = max(1, self.queue.workers.live(within_s=10.0))
             self._workers = (time.monotonic(), count)
         return count
 
@@ -245,7 +246,7 @@ class Controller:
         tasks = [task for task in (self.ask() for _ in range(want)) if task is not None]
         if tasks:
             batches = [tasks[i : i + batch] for i in range(0, len(tasks), batch)]
-            self.queue.enqueue(batches, self.next_number)
+            self.queue.trials.enqueue(batches, self.next_number)
 
     def ask(self) -> TrialTask | None:
         fixed = self._fixed_params(self.next_number)
@@ -321,8 +322,8 @@ class Controller:
 
     def cancel_queued(self) -> None:
         numbers = sorted(self.pending)
-        if self.queue.cancel(numbers):
-            for number, record in zip(numbers, self.queue.records_for(numbers), strict=True):
+        if self.queue.trials.cancel(numbers):
+            for number, record in zip(numbers, self.queue.trials.records_for(numbers), strict=True):
                 if record.get("state") == TrialState.CANCELLED.value:
                     self._tell(self.pending.pop(number), OptunaState.FAIL, None)
 
@@ -330,8 +331,9 @@ class Controller:
         if self.best is None or not self.best_dirty:
             return
         value, number = self.best
-        params = self.queue.trial_params(number)
-        self.queue.set_best({"number": number, "value": value, "params": self.space.nest(params)})
+        params = self.queue.trials.params(number)
+        best = {"number": number, "value": value, "params": self.space.nest(params)}
+        self.queue.meta.set_best(best)
         self.best_dirty = False
 
     def _prune_decisions(self, reports: list[Report]) -> None:
@@ -356,4 +358,4 @@ class Controller:
         self.flagged.update(prune)
         answers = {number: (step, int(number in self.flagged)) for number, step in waiting.items()}
         if prune or answers:
-            self.queue.decide(prune, answers)
+            self.queue.reports.decide(prune, answers)

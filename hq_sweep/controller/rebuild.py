@@ -91,13 +91,13 @@ def rebuild_study(controller: Controller) -> int:
     """Load every trial record into `controller`; returns the next trial number."""
     queue = controller.queue
     began = time.monotonic()
-    upto = int(queue.meta().get("next") or 0)
+    upto = int(queue.meta.read().get("next") or 0)
     if upto >= _ANNOUNCE_FROM:
         log.info("sweep %s: rebuilding the study from %d trials", queue.sweep_id, upto)
-    records = queue.load_records(upto)
+    records = queue.trials.load_records(upto)
     # Pruners judge a trial by every value reported so far, before the restart too.
     live = [n for n, r in enumerate(records) if _state(r) is not TrialState.CANCELLED]
-    intermediate = queue.intermediate_values(live) if controller.prunes else {}
+    intermediate = queue.trials.intermediate_values(live) if controller.prunes else {}
     for number, record in enumerate(records):
         if number % _RENEW_EVERY == 0:  # a big sweep takes seconds to load: keep the lock
             controller.keep_lock_fresh()

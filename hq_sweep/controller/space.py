@@ -44,7 +44,7 @@ from optuna.distributions import (
 )
 
 from hq_sweep.spec.issues import show
-from hq_sweep.spec.param_tree import ParamGroup, ParamNode, ParamSpec
+from hq_sweep.spec.param_tree import ParamGroup, ParamNode, ParamSpec, nest
 from hq_sweep.spec.summary import summary_lines
 from hq_sweep.spec.sweep import SweepSpec
 from hq_sweep.spec.values import Number, quantize, same_value, to_decimal
@@ -105,16 +105,7 @@ class SearchSpace:
     def nest(self, flat: Mapping[str, Any]) -> dict[str, Any]:
         """Dotted flat names -> nested dicts following the spec's nesting (a literal dotted
         name such as ``"a.b"`` declared at the top stays one key, as in W&B)."""
-        out: dict[str, Any] = {}
-        for name, value in flat.items():
-            path = self.paths.get(name, (name,))
-            node = out
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-                if not isinstance(node, dict):
-                    raise ValueError(f"cannot nest {name!r}: {part!r} already holds a value")
-            node[path[-1]] = value
-        return out
+        return nest(self.paths, flat)
 
     def flatten(self, nested: Mapping[str, Any]) -> dict[str, Any]:
         """Nested dicts (or dotted names, or a mix) -> dotted flat names. Values of leaf

@@ -7,14 +7,10 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import redis
+from hq_sweep.errors import RedisUnavailable
 
 T = TypeVar("T")
 log = logging.getLogger("hq_sweep")
-
-# BusyLoadingError (a restarted server replaying its AOF) is a ConnectionError too.
-TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
 
 def patiently(call: Callable[[], T], what: str, patience_s: float = 300.0,
               first_delay_s: float = 0.1, max_delay_s: float = 5.0) -> T:
@@ -28,7 +24,7 @@ def patiently(call: Callable[[], T], what: str, patience_s: float = 300.0,
     while True:
         try:
             return call()
-        except TRANSIENT as exc:
+        except RedisUnavailable as exc:
             if time.monotonic() + delay > deadline:
                 raise
             log.warning("%s: Redis unreachable (%s); retrying in %.1f s", what, exc, delay)

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from hq_sweep.messages import FINISHED_STATES
 from hq_sweep.queue.lock_token import describe_holder, missing_controller
-from hq_sweep.queue.sweep_queue import SweepQueue
+from hq_sweep.queue.sweep import SweepQueue
 
 FINISHED = tuple(s.value for s in FINISHED_STATES)
 
@@ -65,8 +65,8 @@ class RateMeter:
 def take_snapshot(
     queue: SweepQueue, meter: RateMeter, total: int | None, started: float
 ) -> Snapshot:
-    meta = queue.meta()
-    counts = queue.counts()
+    meta = queue.meta.read()
+    counts = queue.meta.counts()
     best = json.loads(meta["best"]) if meta.get("best") else None
     spec = json.loads(meta.get("spec") or "{}")
     metric = spec.get("metric") or {}
@@ -77,13 +77,13 @@ def take_snapshot(
         counts=counts,
         total=total,
         best=best,
-        workers=queue.live_workers(within_s=10.0),
+        workers=queue.workers.live(within_s=10.0),
         rate=meter.update(finished),
         elapsed=time.monotonic() - started,
         goal=metric.get("goal", "minimize"),
         metric=metric.get("name", "value"),
         finished_reason=meta.get("finished_reason", ""),
-        controller=describe_holder(queue.lock_holder()),
+        controller=describe_holder(queue.lock.holder()),
     )
 
 

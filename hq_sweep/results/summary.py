@@ -9,37 +9,37 @@ from typing import Any
 
 from hq_sweep.messages import TrialState
 from hq_sweep.queue.lock_token import describe_holder
-from hq_sweep.queue.sweep_queue import SweepQueue
+from hq_sweep.queue.sweep import SweepQueue
 
 STATES = tuple(state.value for state in TrialState)
 
 
 def status(queue: SweepQueue) -> dict[str, Any]:
     """Counts per state (kept counters, O(1)), sweep state and live workers."""
-    meta = queue.meta()
-    counts = queue.counts()
+    meta = queue.meta.read()
+    counts = queue.meta.counts()
     return {
         "sweep": queue.sweep_id,
         "state": meta.get("state", "unknown"),
         "finished_reason": meta.get("finished_reason") or None,
         "trials": {state: counts.get(state, 0) for state in STATES},
         "requeued": counts.get("requeued", 0),
-        "failures": queue.failure_kinds(),
+        "failures": queue.meta.failure_kinds(),
         "told": int(meta.get("told") or 0),
-        "workers": queue.live_workers(within_s=10.0),
-        "quarantined": queue.quarantined(),
-        "controller": describe_holder(queue.lock_holder()),
+        "workers": queue.workers.live(within_s=10.0),
+        "quarantined": queue.meta.quarantined(),
+        "controller": describe_holder(queue.lock.holder()),
     }
 
 
 def best(queue: SweepQueue) -> dict[str, Any] | None:
-    raw = queue.meta().get("best")
+    raw = queue.meta.read().get("best")
     return json.loads(raw) if raw else None
 
 
 def summary(queue: SweepQueue) -> dict[str, Any]:
     """The object `hq-sweep run --json` prints at the end."""
-    counts = queue.counts()
+    counts = queue.meta.counts()
     return {
         "sweep": queue.sweep_id,
         "trials": {s: counts.get(s, 0) for s in ("complete", "pruned", "failed")},
@@ -62,9 +62,9 @@ def _timing(record: dict[str, Any]) -> tuple[float | None, float | None, float |
 
 def trial_rows(queue: SweepQueue) -> list[dict[str, Any]]:
     """Every trial as a JSON-friendly dict, in trial-number order."""
-    upto = int(queue.meta().get("next") or 0)
-    records = queue.load_records(upto)
-    intermediate = queue.intermediate_values(range(upto))
+    upto = int(queue.meta.read().get("next") or 0)
+    records = queue.trials.load_records(upto)
+    intermediate = queue.trials.intermediate_values(range(upto))
     rows = []
     for number, record in enumerate(records):
         started, ended, duration = _timing(record)

@@ -1,4 +1,4 @@
-"""Where is the Redis server? The one place that answers, plus the client factory.
+"""Where is the Redis server? The one place that answers.
 
 Precedence of `resolve_redis_url`: an explicit `--redis URL` > `$HQ_SWEEP_REDIS_URL` > the
 connection file that `hq-sweep server start` leaves in the state directory (only if the server
@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
+from hq_sweep.errors import HqSweepError, InvalidInput
+from hq_sweep.queue import admin
+from hq_sweep.queue.client import redact
 
 __all__ = [
     "CONNECTION_FILE_NAME",
@@ -35,7 +33,6 @@ __all__ = [
     "NoServerError",
     "ServerInfo",
     "auth_ping",
-    "connect",
     "connection_file_path",
     "default_state_dir",
     "not_running_message",
@@ -61,21 +58,17 @@ _HOWTO = (
     "`--redis redis://:PASSWORD@HOST:PORT/0` (or $HQ_SWEEP_REDIS_URL), "
     "or use `hq-sweep run` to run a sweep entirely on this machine."
 )
-_PERMANENT = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
-_T = TypeVar("_T")
-# `password=` in the query string is also honoured by redis-py, so it must be hidden too.
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
-class NoServerError(RuntimeError):
+class NoServerError(HqSweepError):
     """No Redis server could be located; the message says what the user can do."""
 
 
-class BadRedisUrlError(ValueError):
+class BadRedisUrlError(InvalidInput):
     """A user-supplied Redis URL is malformed (the message shows it redacted)."""
 
 
-class ConnectionFileError(ValueError):
+class ConnectionFileError(HqSweepError):
     """The connection file exists but cannot be read or does not hold a server record."""
 
 
@@ -151,24 +144,6 @@ def _format_url(host: str, port: int, secret: str) -> str:
     # IPv6 literals need brackets inside a URL.
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     return f"redis://:{secret}@{shown}:{port}/0"
-
-
-def redact(url: str) -> str:
-    """Replace any password (user-info or `password=` query) in `url` with `***`."""
-    text = _QUERY_PASSWORD.sub(r"\1***", url)
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        return text
-    # User-info ends at the last '@' before the query: over-redacting an '@' in a socket
-    # path is harmless, while stopping at the first '@' could leak half a password.
-    head, qsep, tail = rest.partition("?")
-    userinfo, at, hostpart = head.rpartition("@")
-    if not at or not userinfo:
-        return text
-    user, colon, _secret = userinfo.partition(":")
-    # A lone user-info token is ambiguous (`redis://SECRET@host`), so hide it as well.
-    hidden = f"{user}:***" if colon else "***"
-    return f"{scheme}://{hidden}@{hostpart}{qsep}{tail}"
 
 
 def default_state_dir() -> Path:
@@ -273,31 +248,8 @@ def _is_zombie(pid: int) -> bool:
 
 
 def auth_ping(info: ServerInfo, timeout: float = 1.0) -> str:
-    """AUTH + PING over a bare socket: "PONG" when the server is up and takes the password,
-    else its error reply ("LOADING ...", "WRONGPASS ...") or "" when unreachable.
-
-    A bare socket rather than redis-py: a failed redis-py call leaves a reference cycle that
-    holds the caller's frames (and e.g. a Popen in them) until the cyclic GC runs, and it
-    would add a HELLO round trip and retries to a check that must be quick.
-    """
-    secret = info.password.encode()
-    request = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n" % (len(secret), secret)
-    reply = b""
-    try:
-        with socket.create_connection((info.probe_host(), info.port), timeout=timeout) as sock:
-            sock.sendall(request)
-            while reply.count(b"\r\n") < 2:
-                chunk = sock.recv(1024)
-                if not chunk:
-                    break
-                reply += chunk
-    except OSError:
-        return ""  # refused, unreachable or timed out
-    lines = reply.decode("utf-8", "replace").split("\r\n")
-    if len(lines) < 3:
-        return ""
-    # A refused AUTH explains more than the NOAUTH that PING then gets.
-    return lines[0][1:] if lines[0] != "+OK" else lines[1][1:]
+    """AUTH + PING at the recorded address (see `queue.admin.auth_ping`)."""
+    return admin.auth_ping(info.probe_host(), info.port, info.password, timeout)
 
 
 def server_alive(info: ServerInfo, timeout: float = 1.0) -> bool:
@@ -352,53 +304,3 @@ def resolve_redis_url(explicit: str | None = None, *, state_dir: Path | None = N
     if not server_alive(info):
         raise NoServerError(f"{not_running_message(info)}. {_HOWTO}")
     return info.url
-
-
-class _TransientRetry(Retry):
-    """Retry connection trouble, but not a refused password: redis-py files auth errors under
-    ConnectionError, and retrying one only delays the message the user needs."""
-
-    def call_with_retry(
-        self,
-        do: Callable[[], _T],
-        fail: Callable[[Exception], Any] | Callable[[Exception, int], Any],
-        is_retryable: Callable[[Exception], bool] | None = None,
-        with_failure_count: bool = False,
-    ) -> _T:
-        def retryable(error: Exception) -> bool:
-            if isinstance(error, _PERMANENT):
-                return False
-            return is_retryable(error) if is_retryable else True
-
-        return super().call_with_retry(do, fail, retryable, with_failure_count)
-
-
-def connect(
-    url: str, *, socket_timeout: float | None = 30.0, client_name: str | None = None
-) -> redis.Redis:
-    """A redis-py client for `url` with hq-sweep's connection policy.
-
-    Bytes in and out (`decode_responses=False`: everything stored is JSON we decode
-    ourselves). TCP keepalive and a periodic health check notice dead peers on long-idle
-    worker connections; transient connection errors are retried a few times with
-    exponential backoff. Callers issuing blocking commands longer than `socket_timeout`
-    must raise it (or pass None). Retried writes may apply twice: state changes that must
-    not are fenced by the queue's Lua scripts, not by this client.
-    """
-    retry = _TransientRetry(
-        ExponentialBackoff(cap=1.0, base=0.05),
-        retries=3,
-        supported_errors=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
-    )
-    # TCP keepalive has no meaning on (and is refused by) a unix-socket connection.
-    tcp: dict[str, Any] = {} if url.lower().startswith("unix:") else {"socket_keepalive": True}
-    return redis.Redis.from_url(
-        url,
-        decode_responses=False,
-        health_check_interval=15,
-        socket_connect_timeout=5.0,
-        socket_timeout=socket_timeout,
-        retry=retry,
-        client_name=client_name,
-        **tcp,
-    )

@@ -31,11 +31,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
 from hq_sweep.errors import HqSweepError
+from hq_sweep.queue import admin
 from hq_sweep.server.connection import (
     WILDCARD_BINDS,
     ConnectionFileError,
@@ -342,25 +339,13 @@ def wait_gone(info: ServerInfo, deadline: float, local: bool) -> bool:
         time.sleep(_POLL)
 
 
-def _request_shutdown(info: ServerInfo, timeout: float) -> None:
-    client = redis.Redis(
-        host=info.probe_host(), port=info.port, password=info.password,
-        socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0),
-    )  # fmt: skip
-    try:
-        client.shutdown()  # flushes the AOF; redis-py treats the dropped link as success
-    except (redis.exceptions.RedisError, OSError):
-        pass  # unreachable or refused: the signals below take over
-    finally:
-        client.close()
-
-
 def stop_server(info: ServerInfo, timeout: float = 10) -> None:
     """Stop the server: SHUTDOWN (with AUTH), then SIGTERM, then SIGKILL, within `timeout`."""
     local = info.node == socket.gethostname()
     start = time.monotonic()
     if not local or (pid_alive(info.pid) and _is_server_process(info)):
-        _request_shutdown(info, timeout=min(5.0, max(0.5, timeout / 4)))
+        admin.request_shutdown(info.probe_host(), info.port, info.password,
+                               timeout=min(5.0, max(0.5, timeout / 4)))
         if not wait_gone(info, start + timeout * 0.6, local):
             if not local:
                 raise ServerError(f"the server on {info.node} did not shut down; stop it there")

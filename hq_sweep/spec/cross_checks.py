@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hq_sweep.spec.issues import Issue, Loc, show, suggest
 from hq_sweep.spec.param_tree import (
@@ -26,10 +26,36 @@ from hq_sweep.spec.param_tree import (
     iter_leaves,
     tree_loc,
 )
+from hq_sweep.spec.sections import EarlyTerminate, Metric, PrunerSpec, SamplerSpec
 from hq_sweep.spec.values import json_problem
 
-if TYPE_CHECKING:
-    from hq_sweep.spec.sweep import SweepSpec
+
+class SweepSpec(Protocol):
+    """The keys these rules read: `sweep.SweepSpec` has them (a Protocol, so the rules and
+    the model that runs them do not import each other)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def parameters(self) -> Mapping[str, ParamSpec | ParamGroup]: ...
+    @property
+    def metric(self) -> Metric | None: ...
+    @property
+    def metrics(self) -> list[Metric] | None: ...
+    @property
+    def early_terminate(self) -> EarlyTerminate | None: ...
+    @property
+    def sampler(self) -> SamplerSpec | None: ...
+    @property
+    def pruner(self) -> PrunerSpec | None: ...
+    @property
+    def controller(self) -> dict[str, Any] | None: ...
+    @property
+    def scheduler(self) -> dict[str, Any] | None: ...
+    @property
+    def priors(self) -> list[dict[str, Any]]: ...
+    @property
+    def is_grid(self) -> bool: ...
 
 
 def cross_issues(spec: SweepSpec, broken: Set[str]) -> list[Issue]:

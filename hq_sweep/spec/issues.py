@@ -15,6 +15,8 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
+from hq_sweep.errors import InvalidInput
+
 Loc = tuple[str | int, ...]
 Issue = tuple[Loc, str]
 
@@ -40,12 +42,20 @@ _SECTION_KEYS = {
 }
 
 
-class SpecError(ValueError):
-    """An invalid sweep file. ``errors`` holds one line per problem, each naming its path."""
+class SpecError(InvalidInput, ValueError):
+    """An invalid sweep file. ``errors`` holds one line per problem, each naming its path.
+
+    Also a ValueError: validators raise it inside pydantic, which collects ValueErrors.
+    """
+
+    prefixed = False  # each line already names its path
 
     def __init__(self, errors: Sequence[str]) -> None:
         self.errors = list(errors)
         super().__init__("\n".join(self.errors))
+
+    def lines(self) -> list[str]:
+        return self.errors
 
 
 def format_loc(loc: Iterable[str | int]) -> str:

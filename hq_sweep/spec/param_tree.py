@@ -269,3 +269,18 @@ def value_problem(p: ParamSpec, value: Any) -> str | None:
     if value < lo - tol or value > hi + tol:
         return f"{show(value)} is outside [{lo:g}, {hi:g}]"
     return None
+
+
+def nest(paths: Mapping[str, tuple[str, ...]], flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted flat names -> nested dicts following `paths` (a name's keys through the nesting;
+    a literal dotted name such as ``"a.b"`` declared at the top stays one key, as in W&B)."""
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        path = paths.get(name, (name,))
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"cannot nest {name!r}: {part!r} already holds a value")
+        node[path[-1]] = value
+    return out

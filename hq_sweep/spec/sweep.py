@@ -64,6 +64,7 @@ from hq_sweep.spec.param_tree import (
     ParamGroup,
     ParamSpec,
     iter_leaves,
+    nest,
     parse_tree,
     tree_loc,
     validate_tree,
@@ -227,6 +228,10 @@ class SweepSpec(BaseModel):
     def parameter_paths(self) -> dict[str, tuple[str, ...]]:
         """Dotted flat name -> its path of keys through the nesting."""
         return {".".join(path): path for path, _ in iter_leaves(self.parameters)}
+
+    def nest(self, flat: Mapping[str, Any]) -> dict[str, Any]:
+        """Flat trial parameters -> nested as in the sweep file (what `trial.params` shows)."""
+        return nest(self.parameter_paths(), flat)
 
     def flat_priors(self) -> list[dict[str, Any]]:
         """The priors with dotted flat names (they are valid: checked at parse time)."""

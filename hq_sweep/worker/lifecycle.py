@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -12,13 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from hq_sweep import exitcodes
-from hq_sweep.controller.space import build_space
 from hq_sweep.env import JobEnvironment
-from hq_sweep.errors import HqSweepError
-from hq_sweep.queue.sweep_queue import SweepQueue, SweepRegistry
+from hq_sweep.errors import HqSweepError, TransportError
+from hq_sweep.queue.client import Client
+from hq_sweep.queue.registry import SweepRegistry
+from hq_sweep.queue.sweep import SweepQueue
+from hq_sweep.spec.param_tree import nest
 from hq_sweep.spec.sweep import SweepSpec, parse_spec
 from hq_sweep.worker.executor import TrialExecutor
 from hq_sweep.worker.trial import WorkerContext
@@ -32,7 +33,7 @@ class WorkerStartError(HqSweepError):
     """The worker cannot start: no sweep, or the user's code does not load."""
 
 
-def wait_for_sweep(connection: redis.Redis, sweep_id: str | None, timeout_s: float) -> str:
+def wait_for_sweep(connection: Client, sweep_id: str | None, timeout_s: float) -> str:
     """The sweep to serve: the one named, else the newest running one (waiting for it)."""
     registry = SweepRegistry(connection)
     deadline = time.monotonic() + timeout_s
@@ -43,7 +44,7 @@ def wait_for_sweep(connection: redis.Redis, sweep_id: str | None, timeout_s: flo
             running = [
                 s
                 for s in reversed(registry.list())
-                if SweepQueue(connection, s).state() == "running"
+                if SweepQueue(connection, s).meta.state() == "running"
             ]
             if running:
                 return running[0]
@@ -118,13 +119,13 @@ def _run_setup(code: UserCode, ctx: WorkerContext) -> Any:
 
 
 def run_worker(
-    connection: redis.Redis, sweep_id: str | None, options: WorkerOptions, wait_s: float = 60.0
+    connection: Client, sweep_id: str | None, options: WorkerOptions, wait_s: float = 60.0
 ) -> int:
     """Serve one sweep until it ends or we are told to stop; returns the exit code."""
     early = EarlySignals()  # imports and setup() take a while: a signal then must not kill us
     sweep_id = wait_for_sweep(connection, sweep_id, wait_s)
     queue = SweepQueue(connection, sweep_id)
-    meta = queue.meta()
+    meta = queue.meta.read()
     spec = parse_spec(json.loads(meta["spec"]), source=f"sweep {sweep_id}")
     options = _options_for(spec, options)
     code = load_objective(spec, meta)
@@ -136,7 +137,8 @@ def run_worker(
     timeout = None if spec.worker is None else spec.trial_timeout
     prunes = spec.early_terminate is not None or (
         spec.pruner is not None and spec.pruner.name != "nop")
-    executor = TrialExecutor(queue, name, code.objective, state, build_space(spec).nest,
+    nest_params = functools.partial(nest, spec.parameter_paths())
+    executor = TrialExecutor(queue, name, code.objective, state, nest_params,
                              [m.name for m in spec.objectives()], timeout, feed_pruner=prunes)
     runner = TrialRunner(queue, name, executor, options)
     if early.code is not None:
@@ -150,8 +152,8 @@ def run_worker(
     finally:
         heartbeat.stop()
         runner.flush()
-        with contextlib.suppress(redis.exceptions.RedisError):
-            queue.forget_worker(name)
+        with contextlib.suppress(TransportError):
+            queue.workers.forget(name)
     code_out = runner.exit_code()
     log.info("%s: %d trials run; leaving: %s", name, runner.trials_run,
              exitcodes.describe(code_out))

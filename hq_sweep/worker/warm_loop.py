@@ -30,7 +30,8 @@ from rq.serializers import JSONSerializer
 from hq_sweep import exitcodes
 from hq_sweep.messages import TrialOutcome, TrialState
 from hq_sweep.queue.retry import patiently
-from hq_sweep.queue.sweep_queue import Claim, Finish, SweepQueue
+from hq_sweep.queue.sweep import SweepQueue
+from hq_sweep.queue.trials import Claim, Finish
 from hq_sweep.worker import walltime
 from hq_sweep.worker.executor import TrialExecutor
 
@@ -88,7 +89,7 @@ class TrialRunner:
             if not walltime.guard().allows(self.trials_run, batch):  # inside a Slurm job only
                 self.stop(exitcodes.WALLTIME)
                 break
-            claims: list[Claim] = self._redis("claim", lambda: self.queue.claim(
+            claims: list[Claim] = self._redis("claim", lambda: self.queue.trials.claim(
                 self.name, batch, self.options.lease_s))
             if not claims:
                 break
@@ -123,7 +124,7 @@ class TrialRunner:
         with self.lock:
             pending, self.pending = self.pending, []
         if pending:
-            self._redis("record results", lambda: self.queue.finish(pending))
+            self._redis("record results", lambda: self.queue.trials.finish(pending))
             with self.lock:
                 for item in pending:
                     self.held.pop(item.outcome.number, None)
@@ -131,9 +132,9 @@ class TrialRunner:
     def give_back(self, claims: Sequence[Claim]) -> None:
         """Release claimed trials we will not finish and hand them to other workers."""
         held = [(c.task.number, c.attempt) for c in claims]
-        released = self._redis("release", lambda: self.queue.release(self.name, held))
+        released = self._redis("release", lambda: self.queue.trials.release(self.name, held))
         count = sum(released)
-        self._redis("wake workers", lambda: self.queue.wake(1 if count else 0, count))
+        self._redis("wake workers", lambda: self.queue.trials.wake(1 if count else 0, count))
         with self.lock:
             for number, _ in held:
                 self.held.pop(number, None)
@@ -146,7 +147,7 @@ class TrialRunner:
         with self.lock:
             claims = list(self.held.values())
         self.give_back(claims)
-        self.queue.forget_worker(self.name)
+        self.queue.workers.forget(self.name)
         os._exit(code)
 
     def stop(self, code: int) -> None:
@@ -164,7 +165,7 @@ class TrialRunner:
             self.stop(exitcodes.RECYCLE)
 
     def sweep_over(self) -> bool:
-        return self.queue.state() != "running"
+        return self.queue.meta.state() != "running"
 
     def exit_code(self) -> int:
         if self.stop_code is not None:
@@ -273,10 +274,10 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         runner = self.runner
-        runner.queue.heartbeat(runner.name, self.info)
+        runner.queue.workers.heartbeat(runner.name, self.info)
         with runner.lock:
             held = [(c.task.number, c.attempt) for c in runner.held.values()]
-        kept = runner.queue.renew(runner.name, held, runner.options.lease_s)
+        kept = runner.queue.trials.renew(runner.name, held, runner.options.lease_s)
         for (number, _), ok in zip(held, kept, strict=True):
             if not ok:
                 runner.executor.mark_superseded(number)

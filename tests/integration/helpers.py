@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from hq_sweep.queue.sweep_queue import SweepQueue
+from hq_sweep.queue.client import connect
+from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.summary import trial_rows
-from hq_sweep.server.connection import connect
 
 
 def write_sweep(tmp_path: Path, body: dict[str, Any], name: str = "sweep.yaml") -> Path:

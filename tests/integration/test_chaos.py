@@ -19,9 +19,9 @@ from typing import Any, cast
 
 import pytest
 
-from hq_sweep.queue.sweep_queue import SweepQueue
+from hq_sweep.queue.client import connect
+from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.summary import trial_rows
-from hq_sweep.server.connection import connect
 from hq_sweep.server.embedded import EmbeddedServer
 from tests.integration.helpers import (
     cli_env,
@@ -65,7 +65,7 @@ class Sweep:
         return self.spawn("enqueue", str(self.spec), "--sweep", self.name, "--lock-lease", "1")
 
     def complete(self) -> int:
-        return self.queue.counts().get("complete", 0)
+        return self.queue.meta.counts().get("complete", 0)
 
     def wait_for(self, complete: int, timeout: float = 90) -> None:
         poll(lambda: self.complete() >= complete, timeout, f"{complete} complete trials",
@@ -73,17 +73,17 @@ class Sweep:
 
     def live_worker_pids(self) -> dict[int, int]:
         """rank -> pid of workers that are alive now."""
-        found = {int(i["rank"]): int(i["pid"]) for i in self.queue.workers().values()}
+        found = {int(i["rank"]): int(i["pid"]) for i in self.queue.workers.all().values()}
         return {rank: pid for rank, pid in found.items() if not process_gone(pid)}
 
     def just_started(self, pid: int, within_s: float = 0.3) -> bool:
         """The worker with this pid began a trial less than `within_s` ago."""
-        names = [name for name, info in self.queue.workers().items() if int(info["pid"]) == pid]
-        leases = cast(list[bytes], self.queue.connection.zrange(f"{self.queue.prefix}:leases",
+        names = [name for name, info in self.queue.workers.all().items() if int(info["pid"]) == pid]
+        leases = cast(list[bytes], self.queue.connection.zrange(f"{self.queue.keys.meta}:leases",
                                                                 0, -1))
         running = [int(n) for n in leases]
         return any(r.get("worker") in names and time.time() - float(r["started_at"]) < within_s
-                   for r in self.queue.records_for(running))
+                   for r in self.queue.trials.records_for(running))
 
     def finish(self, timeout: float = 120) -> None:
         assert self.controller.wait(timeout) == 0, self.log_path.read_text(errors="replace")
@@ -111,12 +111,12 @@ def assert_exact(queue: SweepQueue, n: int) -> None:
     assert [r["number"] for r in rows] == list(range(n))
     odd = [r for r in rows if r["state"] != "complete"]
     assert not odd, odd
-    counts = queue.counts()
+    counts = queue.meta.counts()
     assert counts.get("complete") == n
     assert counts.get("queued", 0) == counts.get("running", 0) == counts.get("failed", 0) == 0
-    meta = queue.meta()
+    meta = queue.meta.read()
     assert (int(meta["told"]), int(meta["study_trials"]), meta["state"]) == (n, n, "finished")
-    assert queue.connection.zcard(f"{queue.prefix}:leases") == 0
+    assert queue.connection.zcard(f"{queue.keys.meta}:leases") == 0
 
 
 def finished_rows_of(queue: SweepQueue) -> list[dict[str, Any]]:
@@ -132,13 +132,13 @@ def test_r1_kill_workers_every_two_seconds(redis_url: str, tmp_path: Path) -> No
             time.sleep(2)  # the chaos cadence, not synchronisation
             alive = sweep.live_worker_pids()
             victim = alive.get(kills % 4)
-            if victim is not None and sweep.queue.state() == "running":
+            if victim is not None and sweep.queue.meta.state() == "running":
                 os.kill(victim, signal.SIGKILL)
                 kills += 1
         sweep.finish()
     assert kills >= 3, "the sweep ended before the chaos had a chance"
     assert_exact(sweep.queue, 2000)
-    assert sweep.queue.counts().get("requeued", 0) >= 1  # killed workers' trials came back
+    assert sweep.queue.meta.counts().get("requeued", 0) >= 1  # killed workers' trials came back
 
 
 @pytest.mark.timeout(180)
@@ -174,7 +174,7 @@ def test_r4_sigterm_and_sigusr1_to_workers_mid_trial(redis_url: str, tmp_path: P
     spec = chaos_sweep(tmp_path, "r4", 12)
     with running(redis_url, tmp_path, spec, "r4", workers=3, pause="3") as sweep:
         poll(lambda: len(sweep.live_worker_pids()) == 3
-             and sweep.queue.counts().get("running", 0) >= 3, 60, "3 busy workers")
+             and sweep.queue.meta.counts().get("running", 0) >= 3, 60, "3 busy workers")
         pids = sweep.live_worker_pids()
         os.kill(pids[0], signal.SIGTERM)  # drain: finish the current trial
         os.kill(pids[1], signal.SIGUSR1)  # walltime warning: the same, another exit code
@@ -188,7 +188,7 @@ def test_r4_sigterm_and_sigusr1_to_workers_mid_trial(redis_url: str, tmp_path: P
         for phrase in ("drained after SIGTERM", "drained after SIGUSR1",
                        "requeued its trial after a second SIGTERM"):
             assert phrase in log
-        assert sweep.queue.counts().get("requeued", 0) >= 1
+        assert sweep.queue.meta.counts().get("requeued", 0) >= 1
         sweep.workers = sweep.spawn("start-workers", "--workers", "2", "--sweep", "r4")
         sweep.finish()
     assert_exact(sweep.queue, 12)

@@ -13,8 +13,10 @@ import pytest
 from hq_sweep.controller.loop import Controller, ControllerOptions
 from hq_sweep.controller.samplers_pruners import build_pruner
 from hq_sweep.messages import Report, TrialOutcome, TrialState
-from hq_sweep.queue.sweep_queue import Finish, SweepQueue, SweepRegistry
-from hq_sweep.server.connection import connect
+from hq_sweep.queue.client import connect
+from hq_sweep.queue.registry import SweepRegistry
+from hq_sweep.queue.sweep import SweepQueue
+from hq_sweep.queue.trials import Finish
 from hq_sweep.spec.sweep import SweepSpec, parse_spec
 
 pytestmark = pytest.mark.integration
@@ -80,7 +82,7 @@ def through_hq_sweep(redis_url: str, spec: SweepSpec) -> dict[int, int | None]:
     decisions: dict[int, int | None] = {}
     for number in range(TRIALS):
         controller.step()  # asks ahead: trial `number` is ready
-        [claim] = queue.claim("w", 1, lease_s=30)
+        [claim] = queue.trials.claim("w", 1, lease_s=30)
         assert claim.task.number == number
         decisions[number] = run_one(queue, controller, number, claim.attempt)
     return decisions
@@ -89,15 +91,15 @@ def through_hq_sweep(redis_url: str, spec: SweepSpec) -> dict[int, int | None]:
 def run_one(queue: SweepQueue, controller: Controller, number: int, attempt: int) -> int | None:
     pruned_at = None
     for step, value in enumerate(curve(number)):
-        assert queue.report(Report(number, attempt, step, value)) >= 0
+        assert queue.reports.report(Report(number, attempt, step, value)) >= 0
         controller.step()  # the controller reads the report and decides
-        if queue.records_for([number])[0].get("prune") == "1":
+        if queue.trials.records_for([number])[0].get("prune") == "1":
             pruned_at = step
             break
     state = TrialState.PRUNED if pruned_at is not None else TrialState.COMPLETE
     values = [curve(number)[-1]] if pruned_at is None else None
     outcome = TrialOutcome(number, attempt, state, values)
-    assert queue.finish([Finish(outcome, time.time())]) == [True]
+    assert queue.trials.finish([Finish(outcome, time.time())]) == [True]
     controller.step()  # told
     return pruned_at
 
@@ -124,16 +126,17 @@ def threshold_controller(redis_url: str, name: str) -> tuple[SweepQueue, Control
 @pytest.mark.timeout(30)
 def test_controller_answers_a_report_that_waits_and_only_that(redis_url: str) -> None:
     queue, controller = threshold_controller(redis_url, "answers")
-    first, second = queue.claim("w", 2, lease_s=30)
-    queue.report(Report(first.task.number, first.attempt, 0, 0.5, awaits=True))
-    queue.report(Report(second.task.number, second.attempt, 0, 2.0, awaits=True))
+    first, second = queue.trials.claim("w", 2, lease_s=30)
+    queue.reports.report(Report(first.task.number, first.attempt, 0, 0.5, awaits=True))
+    queue.reports.report(Report(second.task.number, second.attempt, 0, 2.0, awaits=True))
     controller.step()
-    assert queue.await_decision(first.task.number, 0, timeout_s=5) == 0  # under the threshold
-    assert queue.await_decision(second.task.number, 0, timeout_s=5) == 1
+    # under the threshold:
+    assert queue.reports.await_decision(first.task.number, 0, timeout_s=5) == 0
+    assert queue.reports.await_decision(second.task.number, 0, timeout_s=5) == 1
     # An answer names its step: a wait for a later step does not take an older answer.
-    queue.report(Report(first.task.number, first.attempt, 1, 0.5))  # not waiting: no answer
+    queue.reports.report(Report(first.task.number, first.attempt, 1, 0.5))  # not waiting: no answer
     controller.step()
-    assert queue.await_decision(first.task.number, 1, timeout_s=0.05) is None
+    assert queue.reports.await_decision(first.task.number, 1, timeout_s=0.05) is None
 
 
 @pytest.mark.timeout(30)
@@ -142,8 +145,8 @@ def test_a_decision_wait_keeps_its_own_deadline(redis_url: str) -> None:
     queue, _ = threshold_controller(redis_url, "deadline")
     for _ in range(5):
         began = time.monotonic()
-        assert queue.await_decision(0, 0, timeout_s=0.02) is None
+        assert queue.reports.await_decision(0, 0, timeout_s=0.02) is None
         assert time.monotonic() - began < 0.08
     assert queue.connection.ping()  # the dropped link reconnects for the next command
-    queue.decide([], {0: (3, 1)})
-    assert queue.await_decision(0, 3, timeout_s=5) == 1
+    queue.reports.decide([], {0: (3, 1)})
+    assert queue.reports.await_decision(0, 3, timeout_s=5) == 1

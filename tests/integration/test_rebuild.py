@@ -12,8 +12,10 @@ from hq_sweep.controller import loop as controller_module
 from hq_sweep.controller import rebuild as study_rebuild
 from hq_sweep.controller.loop import Controller, ControllerOptions
 from hq_sweep.messages import TrialOutcome, TrialState
-from hq_sweep.queue.sweep_queue import Finish, SweepQueue, SweepRegistry
-from hq_sweep.server.connection import connect
+from hq_sweep.queue.client import connect
+from hq_sweep.queue.registry import SweepRegistry
+from hq_sweep.queue.sweep import SweepQueue
+from hq_sweep.queue.trials import Finish
 from hq_sweep.spec.sweep import parse_spec
 from tests.integration.helpers import poll
 
@@ -29,10 +31,10 @@ def finished_sweep(redis_url: str) -> SweepQueue:
     queue = SweepQueue(connection, SweepRegistry(connection).create("big", "{}", "h", "/"))
     first = Controller(queue, SPEC, ControllerOptions(wait_s=0.0))
     first.next_number = 0
-    while queue.counts().get("complete", 0) < TRIALS:
+    while queue.meta.counts().get("complete", 0) < TRIALS:
         first.step()
-        claims = queue.claim("w", 50, lease_s=30)
-        queue.finish([Finish(TrialOutcome(c.task.number, c.attempt, TrialState.COMPLETE,
+        claims = queue.trials.claim("w", 50, lease_s=30)
+        queue.trials.finish([Finish(TrialOutcome(c.task.number, c.attempt, TrialState.COMPLETE,
                                           [c.task.params["x"]]), time.time()) for c in claims])
     return queue
 
@@ -62,12 +64,12 @@ def test_a_rebuild_longer_than_the_lease_keeps_the_lock(
     restarted = Controller(queue, SPEC, ControllerOptions(lease_ms=300, wait_s=0.0))
     thread = threading.Thread(target=restarted.run)
     thread.start()
-    poll(lambda: queue.lock_holder() == restarted.token or rebuilt.is_set(), 10, "the lock")
+    poll(lambda: queue.lock.holder() == restarted.token or rebuilt.is_set(), 10, "the lock")
     attempts = 0
     while not rebuilt.is_set():  # a standby trying all along never gets in
-        assert not queue.acquire_lock("standby", 300), "the lock lapsed during the rebuild"
+        assert not queue.lock.acquire("standby", 300), "the lock lapsed during the rebuild"
         attempts += 1
         rebuilt.wait(0.02)
     thread.join(10)
     assert attempts > 20 and restarted.told == TRIALS
-    assert queue.meta()["state"] == "finished"
+    assert queue.meta.read()["state"] == "finished"

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from typer.testing import CliRunner
 
 from hq_sweep.cli.server import server_app
+from hq_sweep.errors import RedisRefused
+from hq_sweep.queue.client import connect
 from hq_sweep.server.connection import (
-    connect,
     connection_file_path,
     pid_alive,
     read_connection_file,
@@ -268,7 +268,7 @@ def test_detached_server_outlives_the_cli_process(tmp_path: Path) -> None:
 
 def test_wrong_password_is_refused(embedded: EmbeddedServer) -> None:
     wrong = embedded.url.replace(embedded.password, "not-the-password")
-    with pytest.raises(redis.exceptions.AuthenticationError):
+    with pytest.raises(RedisRefused, match="refused the password"):
         connect(wrong).ping()
     alive_elsewhere = ServerInfo("127.0.0.1", embedded.port, "nope", embedded.pid, Path("."))
     assert not server_alive(alive_elsewhere)  # a server with another password is not ours

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from hq_sweep.queue.client import connect
 from hq_sweep.queue.lock_token import holds
-from hq_sweep.queue.sweep_queue import SweepQueue
-from hq_sweep.server.connection import connect
+from hq_sweep.queue.sweep import SweepQueue
 from tests.integration.helpers import (
     cli_env,
     finished_rows,
@@ -106,7 +106,7 @@ def test_controller_killed_mid_sweep_resumes_without_loss_or_repeat(
                                 "2", "--sweep", "restart"], env=env, stdout=log, stderr=log)
     try:
         queue = SweepQueue(connect(redis_url), "restart")
-        poll(lambda: queue.counts().get("complete", 0) >= 30, 60,
+        poll(lambda: queue.meta.counts().get("complete", 0) >= 30, 60,
              "30 trials", lambda: (tmp_path / "processes.log").read_text())
         controller.send_signal(signal.SIGKILL)
         controller.wait(10)
@@ -121,8 +121,8 @@ def test_controller_killed_mid_sweep_resumes_without_loss_or_repeat(
     rows = finished_rows(redis_url, "restart")
     assert [r["number"] for r in rows] == list(range(120))
     assert all(r["state"] == "complete" for r in rows)
-    assert queue.counts().get("complete") == 120
-    assert queue.state() == "finished"
+    assert queue.meta.counts().get("complete") == 120
+    assert queue.meta.state() == "finished"
 
 
 @pytest.mark.timeout(120)
@@ -139,8 +139,8 @@ def test_sigterm_to_run_stops_its_workers_and_says_how_to_resume(
                            text=True)
     queue = SweepQueue(connect(redis_url), "term")
     try:
-        poll(lambda: queue.counts().get("complete", 0) >= 10, 60, "10 trials")
-        pids = [int(info["pid"]) for info in queue.workers().values()]
+        poll(lambda: queue.meta.counts().get("complete", 0) >= 10, 60, "10 trials")
+        pids = [int(info["pid"]) for info in queue.workers.all().values()]
         assert len(pids) == 2
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=30)
@@ -187,7 +187,7 @@ def test_detached_controller_and_standby_takeover(redis_url: str, tmp_path: Path
     assert found is not None, started.stderr
     detached_pid = int(found.group(1))
     queue = SweepQueue(connect(redis_url), "standby")
-    assert holds(queue.lock_holder(), detached_pid)  # enqueue returns once it holds the sweep
+    assert holds(queue.lock.holder(), detached_pid)  # enqueue returns once it holds the sweep
     log = (tmp_path / "standby.log").open("wb")
     standby = subprocess.Popen([sys.executable, "-m", "hq_sweep", "controller", "standby",
                                 "--lock-lease", "1"], env=env, stdout=log, stderr=log)
@@ -195,7 +195,7 @@ def test_detached_controller_and_standby_takeover(redis_url: str, tmp_path: Path
                                 "2", "--sweep", "standby"], env=env, stdout=log, stderr=log)
     queue = SweepQueue(connect(redis_url), "standby")
     try:
-        poll(lambda: queue.counts().get("complete", 0) >= 20, 60, "20 trials",
+        poll(lambda: queue.meta.counts().get("complete", 0) >= 20, 60, "20 trials",
              lambda: (tmp_path / "standby.log").read_text())
         os.kill(detached_pid, signal.SIGKILL)
         assert standby.wait(120) == 0
@@ -225,7 +225,7 @@ def test_a_second_detached_controller_says_it_stands_by(redis_url: str, tmp_path
                           "--lock-lease", "1"], env)
             assert started.returncode == 0 and expected in started.stderr, started.stderr
             pids.append(int(re.findall(r"pid (\d+)", started.stderr)[-1]))
-        assert holds(SweepQueue(connect(redis_url), "twice").lock_holder(), pids[0])
+        assert holds(SweepQueue(connect(redis_url), "twice").lock.holder(), pids[0])
         status = json.loads(hq(["status", "--json", "--sweep", "twice"], env).stdout)
         assert status["controller"] == f"{socket.gethostname()} pid {pids[0]}"
     finally:

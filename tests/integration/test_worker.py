@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hq_sweep import exitcodes
-from hq_sweep.queue.sweep_queue import SweepQueue
-from hq_sweep.server.connection import connect
+from hq_sweep.queue.client import connect
+from hq_sweep.queue.sweep import SweepQueue
 from tests.integration.helpers import cli_env, hq, poll, write_sweep
 
 pytestmark = pytest.mark.integration
@@ -45,4 +45,5 @@ def test_signal_during_setup_stops_the_worker_before_any_trial(
             worker.kill()
         os.kill(controller, signal.SIGKILL)
     queue = SweepQueue(connect(redis_url), "early")
-    assert queue.counts().get("running", 0) == 0 and queue.counts().get("complete", 0) == 0
+    counts = queue.meta.counts()
+    assert counts.get("running", 0) == 0 and counts.get("complete", 0) == 0

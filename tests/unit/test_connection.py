@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from hq_sweep.errors import RedisUnavailable
+from hq_sweep.queue.client import connect
 from hq_sweep.server import connection
 from hq_sweep.server.connection import (
     BadRedisUrlError,
     ConnectionFileError,
     NoServerError,
     ServerInfo,
-    connect,
     connection_file_path,
     default_state_dir,
     pid_alive,
@@ -212,7 +213,7 @@ def test_connect_policy() -> None:
 
 def test_connect_accepts_unix_sockets(tmp_path: Path) -> None:
     client = connect(f"unix://{tmp_path}/absent.sock?db=0")
-    with pytest.raises(redis.exceptions.ConnectionError):
+    with pytest.raises(RedisUnavailable):
         client.ping()  # fails to connect, not to construct the connection
     client.close()
 

@@ -12,8 +12,9 @@ import pytest
 from hq_sweep.cli.detached import spawn_controller
 from hq_sweep.errors import HqSweepError
 from hq_sweep.launchers.local import REDIS_URL_VAR
+from hq_sweep.queue.client import Client
 from hq_sweep.queue.lock_token import controller_token, describe_holder, holds
-from hq_sweep.queue.sweep_queue import SweepQueue
+from hq_sweep.queue.sweep import SweepQueue
 
 UNREACHABLE = {REDIS_URL_VAR: "redis://127.0.0.1:1/0"}
 
@@ -30,7 +31,7 @@ def test_a_token_names_its_process() -> None:
 
 @pytest.mark.timeout(30)
 def test_a_controller_that_dies_at_start_is_an_error_with_its_log(tmp_path: Path) -> None:
-    queue = SweepQueue(fakeredis.FakeRedis(), "gone")
+    queue = SweepQueue(Client(connection_pool=fakeredis.FakeRedis().connection_pool), "gone")
     with pytest.raises(HqSweepError, match=r"exited with code 1(.|\n)*cannot reach Redis"):
         spawn_controller(queue, UNREACHABLE, 1.0, tmp_path, timeout_s=20)
     assert (tmp_path / "controller.pid").read_text().strip().isdigit()
@@ -38,7 +39,7 @@ def test_a_controller_that_dies_at_start_is_an_error_with_its_log(tmp_path: Path
 
 @pytest.mark.timeout(30)
 def test_another_holder_means_standing_by(tmp_path: Path) -> None:
-    queue = SweepQueue(fakeredis.FakeRedis(), "held")
-    assert queue.acquire_lock(controller_token("other"), 60_000)
+    queue = SweepQueue(Client(connection_pool=fakeredis.FakeRedis().connection_pool), "held")
+    assert queue.lock.acquire(controller_token("other"), 60_000)
     started = spawn_controller(queue, UNREACHABLE, 1.0, tmp_path, timeout_s=20)
     assert started.standing_by and started.log == tmp_path / "controller.log"

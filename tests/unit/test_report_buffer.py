@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-import redis
 
+from hq_sweep.errors import RedisUnavailable
 from hq_sweep.messages import Report
-from hq_sweep.worker.executor import ReportBuffer
+from hq_sweep.worker.reports import ReportBuffer
 
 pytestmark = pytest.mark.timeout(10)
 
 
-class FlakyQueue:
+class FlakyChannel:
     """Refuses the first `failures` sends, then records what arrives."""
 
     def __init__(self, failures: int) -> None:
@@ -23,13 +23,13 @@ class FlakyQueue:
     def report_many(self, reports: Sequence[Report], feed_pruner: bool) -> dict[int, int]:
         if self.failures:
             self.failures -= 1
-            raise redis.exceptions.ConnectionError("connection refused")
+            raise RedisUnavailable("connection refused")
         self.received += reports
         return {r.number: 0 for r in reports}
 
 
 def test_reports_survive_a_redis_blip_and_arrive_in_order() -> None:
-    queue = FlakyQueue(failures=2)
+    queue = FlakyChannel(failures=2)
     buffer = ReportBuffer(queue, feed_pruner=False)  # type: ignore[arg-type]
     buffer.interval_s = 0.0  # send on every report
     for step in range(4):
@@ -39,11 +39,11 @@ def test_reports_survive_a_redis_blip_and_arrive_in_order() -> None:
 
 
 def test_the_final_flush_still_raises_so_the_worker_retries_it() -> None:
-    queue = FlakyQueue(failures=1)
+    queue = FlakyChannel(failures=1)
     buffer = ReportBuffer(queue, feed_pruner=False)  # type: ignore[arg-type]
     buffer.interval_s = float("inf")  # only explicit sends
     buffer.add(Report(7, 1, 0, 0.5))
-    with pytest.raises(redis.exceptions.ConnectionError):
+    with pytest.raises(RedisUnavailable):
         buffer.send()
     buffer.send()
     assert [r.step for r in queue.received] == [0]

@@ -28,6 +28,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Final
 
+from hq_sweep.errors import InvalidInput
+
 __all__ = [
     "DEFAULT_TEMPLATE",
     "PLACEHOLDERS",
@@ -40,12 +42,15 @@ __all__ = [
 ]
 
 
-class SbatchOptionError(ValueError):
+class SbatchOptionError(InvalidInput, ValueError):
     """Invalid options; ``errors`` holds one line per problem, each naming its option."""
 
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = tuple(errors)
+
+    def lines(self) -> list[str]:
+        return list(self.errors)
 
 
 class TemplateError(SbatchOptionError):

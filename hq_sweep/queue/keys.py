@@ -1,0 +1,71 @@
+"""The key schema: every key hq-sweep keeps in Redis, and the one place that names them.
+
+Every value is JSON or plain text, never pickle (a pickle in a shared Redis is code execution
+for anyone who can write to it).
+
+    hqs:sweeps                  ZSET    sweep id -> created (unix seconds)
+    hqs:s:{id}                  HASH    sweep meta: spec (JSON), spec_hash, state
+                                        (running|finished), created, next (trials allocated),
+                                        best (JSON), finished_reason, told, study_trials
+    hqs:s:{id}:t:{n}            HASH    trial record (`messages.TrialRecord`): state, attempt,
+                                        params (JSON), queued_at, worker, started_at (claimed),
+                                        lease, ended_at, duration (objective's run time, s),
+                                        values (JSON), reason, metrics (JSON), prune,
+                                        released (attempts handed back by stopping workers)
+    hqs:s:{id}:iv:{n}           HASH    step -> intermediate value (exact decimal text)
+    hqs:s:{id}:dec:{n}          LIST    the controller's latest answer to a report the worker
+                                        waits on (`messages.Decision` JSON); expires
+    hqs:s:{id}:counts           HASH    trial state -> number of trials in it (kept, not scanned),
+                                        plus requeued (lease expiries and hand-backs)
+    hqs:s:{id}:ready            LIST    numbers of queued trials, taken by workers' claims
+    hqs:s:{id}:leases           ZSET    running trial number -> lease deadline (ms, server clock)
+    hqs:s:{id}:reasons          HASH    failure kind -> number of failed trials
+    hqs:s:{id}:results          LIST    TrialOutcome JSON, worker -> controller
+    hqs:s:{id}:reports          LIST    Report JSON, worker -> controller (pruning)
+    hqs:s:{id}:lock             STRING  token of the controller holding the sweep (PX lease)
+    hqs:s:{id}:workers          HASH    worker name -> heartbeat JSON
+    hqs:s:{id}:quarantine       LIST    malformed messages found in our keys, kept for a look
+    rq:queue:hqs-{id}, rq:job:* rq's own keys: jobs that send a worker to take ready trials
+
+State changes that must be atomic are Lua scripts in `lua/` (each documents its keys).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SWEEPS = "hqs:sweeps"
+
+
+@dataclass(frozen=True, slots=True)
+class SweepKeys:
+    """The names of one sweep's keys."""
+
+    sweep_id: str
+
+    @property
+    def meta(self) -> str:
+        return f"hqs:s:{self.sweep_id}"
+
+    @property
+    def trial_prefix(self) -> str:
+        """Trial records are `trial_prefix + number` (Lua scripts build them from this)."""
+        return f"{self.meta}:t:"
+
+    def trial(self, number: int) -> str:
+        return f"{self.meta}:t:{number}"
+
+    def intermediate(self, number: int) -> str:
+        return f"{self.meta}:iv:{number}"
+
+    def decision(self, number: int) -> str:
+        return f"{self.meta}:dec:{number}"
+
+    def part(self, name: str) -> str:
+        """One of the sweep-wide keys: counts, ready, leases, reasons, results, reports,
+        lock, workers, quarantine."""
+        return f"{self.meta}:{name}"
+
+    @property
+    def rq_queue(self) -> str:
+        return f"hqs-{self.sweep_id}"

@@ -1,0 +1,52 @@
+"""A sweep's own record: its spec and state, the kept counters, the best trial so far."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hq_sweep.messages import dumps
+from hq_sweep.queue.client import Client, text
+from hq_sweep.queue.keys import SweepKeys
+
+
+class SweepMeta:
+    """The sweep's meta hash and the counters kept beside it (read without a scan)."""
+
+    def __init__(self, connection: Client, keys: SweepKeys) -> None:
+        self.connection = connection
+        self.keys = keys
+        self.key = keys.meta
+
+    def read(self) -> dict[str, str]:
+        raw = self.connection.hgetall(self.key)
+        return {text(k) or "": text(v) or "" for k, v in raw.items()}
+
+    def state(self) -> str | None:
+        return text(self.connection.hget(self.key, "state"))
+
+    def set_finished(self, reason: str) -> None:
+        self.connection.hset(self.key, mapping={"state": "finished", "finished_reason": reason})
+
+    def set_running(self) -> None:
+        self.connection.hset(self.key, "state", "running")
+
+    def set_told(self, told: int, study_trials: int | None = None) -> None:
+        """How many outcomes the controller's study holds (and, at the end, how many trials)."""
+        if study_trials is None:
+            self.connection.hset(self.key, "told", told)
+        else:
+            self.connection.hset(self.key, mapping={"told": told, "study_trials": study_trials})
+
+    def set_best(self, best: dict[str, Any] | list[dict[str, Any]]) -> None:
+        self.connection.hset(self.key, "best", dumps(best))
+
+    def counts(self) -> dict[str, int]:
+        raw = self.connection.hgetall(self.keys.part("counts"))
+        return {text(k) or "": int(v) for k, v in raw.items()}
+
+    def failure_kinds(self) -> dict[str, int]:
+        raw = self.connection.hgetall(self.keys.part("reasons"))
+        return {text(k) or "": int(v) for k, v in raw.items()}
+
+    def quarantined(self) -> int:
+        return int(self.connection.llen(self.keys.part("quarantine")))

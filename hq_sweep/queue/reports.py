@@ -1,0 +1,143 @@
+"""Between a running trial and the controller: intermediate values going up, prune decisions
+coming back, and the controller's read of outcomes and reports (its news)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
+
+import redis
+
+from hq_sweep.errors import TransportError
+from hq_sweep.messages import MessageError, Report, TrialOutcome, dumps
+from hq_sweep.queue.client import Client, text, translate
+from hq_sweep.queue.keys import SweepKeys
+from hq_sweep.queue.scripts import script
+
+_DECISION_TTL_MS = 60_000
+_BLPOP_BACKSTOP_S = 1  # the server-side limit of a decision wait (the real one is ours)
+_M = TypeVar("_M")
+
+
+class ReportChannel:
+    """Reports, prune decisions and the controller's news for one sweep."""
+
+    def __init__(self, connection: Client, keys: SweepKeys) -> None:
+        self.connection = connection
+        self.keys = keys
+
+    # ---- worker side --------------------------------------------------------------------
+
+    def report(self, report: Report, feed_pruner: bool = True) -> int:
+        return self.report_many([report], feed_pruner)[report.number]
+
+    def report_many(self, reports: Sequence[Report], feed_pruner: bool) -> dict[int, int]:
+        """Record intermediate values in one call; per trial: -1 stale attempt, 1 the
+        controller decided to prune it, 0 go on."""
+        groups: dict[tuple[int, int], list[Report]] = {}
+        for report in reports:
+            groups.setdefault((report.number, report.attempt), []).append(report)
+        batch = []
+        for (number, attempt), group in groups.items():
+            fields: list[str] = []
+            for r in group:
+                fields += (str(r.step), repr(r.value))
+            feed = [r.encode() for r in group] if feed_pruner else []
+            batch.append((str(number), str(attempt), fields, feed))
+        args = [self.keys.meta, "1" if feed_pruner else "0", dumps(batch)]
+        verdicts = script("report").run(self.connection, [self.keys.part("reports")], args)
+        return {number: int(v) for (number, _), v in zip(groups, verdicts, strict=True)}
+
+    def await_decision(self, number: int, step: int, timeout_s: float) -> int | None:
+        """The controller's verdict on `step` (or a later one) of trial `number`: 1 prune,
+        0 go on, None when none came within `timeout_s`.
+
+        Redis times blocking commands out on its own clock tick (100 ms at the default hz),
+        far too coarse for a budget of milliseconds: the deadline is kept here, and a wait
+        that runs out drops its connection, which ends the BLPOP on the server too.
+        """
+        deadline = time.monotonic() + timeout_s
+        pool = self.connection.connection_pool
+        try:
+            link = pool.get_connection()
+        except redis.exceptions.RedisError as exc:
+            raise translate(exc) from exc
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                link.send_command("BLPOP", self.keys.decision(number), _BLPOP_BACKSTOP_S)
+                if not link.can_read(timeout=left):
+                    link.disconnect()
+                    return None
+                popped = link.read_response()
+                if not popped:
+                    return None
+                answered, verdict = (text(popped[1]) or "").split()
+                if int(answered) >= step:
+                    return int(verdict)
+            return None
+        except redis.exceptions.RedisError as exc:
+            raise translate(exc) from exc
+        finally:
+            pool.release(link)
+
+    # ---- controller side ----------------------------------------------------------------
+
+    def pop_news(self, limit: int, block_s: float,
+                 with_reports: bool) -> tuple[list[TrialOutcome], list[Report]]:
+        """Outcomes and (if pruning) reports, waiting up to `block_s` for either.
+
+        Reports are read after outcomes, so every report a worker sent before an outcome we
+        hold is in hand too: the pruner sees a trial's values before the trial is told.
+        """
+        keys = [self.keys.part("results")]
+        if with_reports:
+            keys.append(self.keys.part("reports"))
+        raw = self._pop_many(keys, limit)
+        if not any(raw) and block_s > 0:
+            blocked = self.connection.blpop(keys, timeout=block_s)
+            if blocked:
+                first_key, first = bytes(blocked[0]), bytes(blocked[1])  # type: ignore[index,arg-type]
+                raw = self._pop_many(keys, limit)
+                raw[keys.index(first_key.decode())].insert(0, first)
+        outcomes = self._decode_all(raw[0], TrialOutcome.decode)
+        reports = [r for items in raw[1:] for r in self._decode_all(items, Report.decode)]
+        return outcomes, reports
+
+    def decide(self, prune: Iterable[int], answers: dict[int, tuple[int, int]]) -> None:
+        """Flag trials to prune (read with their next report) and answer the workers waiting
+        on a decision: trial number -> (step, verdict). One round trip."""
+        pipe = self.connection.pipeline(transaction=False)
+        for number in prune:
+            pipe.hset(self.keys.trial(number), "prune", "1")
+        for number, (step, verdict) in answers.items():
+            key = self.keys.decision(number)
+            pipe.delete(key)  # only the latest answer matters
+            pipe.rpush(key, f"{step} {verdict}")
+            pipe.pexpire(key, _DECISION_TTL_MS)
+        pipe.execute()
+
+    def _pop_many(self, keys: Sequence[str], limit: int) -> list[list[bytes]]:
+        pipe = self.connection.pipeline(transaction=False)
+        for key in keys:
+            pipe.lpop(key, limit)
+        return [list(items or []) for items in pipe.execute()]
+
+    def _decode_all(self, items: Iterable[bytes], decode: Callable[[bytes], _M]) -> list[_M]:
+        decoded: list[_M] = []
+        for raw in items:
+            try:
+                decoded.append(decode(raw))
+            except MessageError as exc:
+                self._quarantine(raw, exc)
+        return decoded
+
+    def _quarantine(self, raw: bytes, exc: MessageError) -> None:
+        """Garbage in our keys is kept for inspection, never a crash."""
+        # Losing the copy of a bad message must not stop the sweep.
+        with contextlib.suppress(TransportError):
+            self.connection.rpush(
+                self.keys.part("quarantine"),
+                dumps({"error": str(exc), "raw": raw.decode(errors="replace")[:1000]}),
+            )

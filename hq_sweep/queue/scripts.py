@@ -1,0 +1,43 @@
+"""The Lua scripts in `lua/`, read once per process and run by their SHA.
+
+Each script's header documents its KEYS, ARGV and every key it touches. A server that does
+not know a script yet (first call, or restarted) is sent its text once.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+from hq_sweep.queue.client import ScriptMissing
+
+NAMES = ("create_sweep", "claim", "finish", "report", "cancel", "lock_renew", "lock_release",
+         "renew", "reap", "release")
+
+
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    name: str
+    text: str
+    sha: str
+
+    def run(self, client: redis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except (ScriptMissing, redis.exceptions.NoScriptError):  # translated, or a raw client
+            return client.eval(self.text, len(keys), *keys, *args)
+
+
+@functools.cache
+def script(name: str) -> LuaScript:
+    """The script `lua/{name}.lua` (read from the package the first time it is asked for)."""
+    if name not in NAMES:
+        raise KeyError(f"no Lua script {name!r}")
+    text = (resources.files("hq_sweep.queue") / "lua" / f"{name}.lua").read_text()
+    return LuaScript(name, text, hashlib.sha1(text.encode()).hexdigest())
