@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 
 class MessageError(ValueError):
@@ -178,7 +179,175 @@ class Decision:
     def decode(cls, raw: bytes | str) -> Decision:
         obj = loads_object(raw, "decision")
         try:
-            action = Action(obj.get("a"))
+            action = Action(str(obj.get("a")))
         except ValueError as exc:
             raise MessageError(f"decision.a: unknown action {obj.get('a')!r}") from exc
         return cls(_require(obj, "s", int, "decision"), action)
+
+
+# ---- trial records -----------------------------------------------------------------------
+#
+# A trial's record is a Redis HASH of text fields (see `queue.keys`). `TrialRecord` is its one
+# codec: each field's metadata says how its text reads and writes, so adding a field is one
+# line here (plus the Lua script that writes it, if one does: finish.lua writes whatever
+# `finish_fields` holds, and claim/reap hand whole records back).
+
+
+class _Codec(NamedTuple):
+    decode: Callable[[str], Any]
+    encode: Callable[[Any], str]
+    finishing: bool = False  # written when an attempt ends (`finish_fields`)
+
+
+def _numbers(raw: str) -> list[float]:
+    values = json.loads(raw)
+    if not isinstance(values, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise ValueError("expected a list of numbers")
+    return values  # ints stay ints: exports show the values as they were stored
+
+
+def _object(raw: str) -> dict[str, Any]:
+    return loads_object(raw, "field")
+
+
+def _finite(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError("not finite")
+    return value
+
+
+def _whole(raw: str) -> int:
+    return int(float(raw))  # Lua may write a number as "1.7e+12"
+
+
+def field_codec(decode: Callable[[str], Any], encode: Callable[[Any], str],
+                finishing: bool = False) -> dict[str, _Codec]:
+    """A field's metadata: how its text reads and writes."""
+    return {"codec": _Codec(decode, encode, finishing)}
+
+
+_STATES = {state.value: state for state in TrialState}  # a dict: 10x faster than TrialState()
+_LIVE_STATES = (TrialState.QUEUED, TrialState.RUNNING)
+_TEXT = field_codec(str, str)
+_INT = field_codec(int, str)
+_TIME = field_codec(_finite, repr)  # repr: what redis-py writes for a float, read back exactly
+NO_RECORD = "no record"
+
+
+@dataclass(frozen=True, slots=True)
+class TrialRecord:
+    """A trial's record (HASH hqs:s:{id}:t:{number}), decoded.
+
+    Decoding never raises: a field that does not read is left at its default and named in
+    `problem` (as is a missing record: NO_RECORD), so callers skip or fail such a trial.
+    """
+
+    number: int
+    state: TrialState | None = field(  # None: no record, or no state that reads
+        default=None, metadata=field_codec(_STATES.__getitem__, lambda s: s.value, finishing=True))
+    attempt: int = field(default=0, metadata=_INT)
+    params: dict[str, Any] | None = field(default=None, metadata=field_codec(_object, dumps))
+    queued_at: float | None = field(default=None, metadata=_TIME)
+    worker: str = field(default="", metadata=_TEXT)
+    started_at: float | None = field(default=None, metadata=_TIME)  # claimed, as a batch
+    lease: int | None = field(default=None, metadata=field_codec(_whole, str))  # ms, server clock
+    ended_at: float | None = field(
+        default=None, metadata=field_codec(_finite, repr, finishing=True))
+    duration: float | None = field(  # the objective's own run time, s
+        default=None, metadata=field_codec(_finite, "{:.6f}".format, finishing=True))
+    values: list[float] | None = field(
+        default=None, metadata=field_codec(_numbers, dumps, finishing=True))
+    reason: str | None = field(default=None, metadata=field_codec(str, str, finishing=True))
+    metrics: dict[str, Any] | None = field(
+        default=None, metadata=field_codec(_object, dumps, finishing=True))
+    decision: Decision | None = field(  # flagged by the controller, read by the next report
+        default=None, metadata=field_codec(Decision.decode, Decision.encode))
+    released: int = field(default=0, metadata=_INT)  # attempts handed back by stopping workers
+    problem: str = ""  # why the record does not read ("" when it does)
+
+    @classmethod
+    def from_hash(cls, number: int, stored: Mapping[str, str]) -> Self:
+        """Decode trial `number`'s HASH (empty: no record). Unknown fields are ignored, so a
+        newer writer's additions do not trouble an older reader."""
+        if not stored:
+            return cls(number, problem=NO_RECORD)
+        decoders, decoded, problems = _tables(cls).decoders, {}, []
+        for name, raw in stored.items():
+            decode = decoders.get(name)
+            if decode is None or not raw:  # "" has always meant "not set"
+                continue
+            try:
+                decoded[name] = decode(raw)
+            except (ValueError, TypeError, KeyError, ArithmeticError, RecursionError):
+                problems.append(f"{name} {raw[:40]!r} does not read")
+        state, values = decoded.get("state"), decoded.get("values")
+        if state is None and not problems:
+            problems.append("no state")
+        if state is TrialState.COMPLETE and not (values and all(map(math.isfinite, values))):
+            problems.append("a complete trial without finite values")
+        return cls(number, problem="; ".join(problems), **decoded)
+
+    @classmethod
+    def of(cls, outcome: TrialOutcome, ended_at: float,
+           metrics: dict[str, Any] | None = None) -> Self:
+        """The record an attempt's outcome makes (its `finish_fields` are what finish.lua
+        writes)."""
+        return cls(outcome.number, outcome.state, attempt=outcome.attempt, worker=outcome.worker,
+                   ended_at=ended_at, duration=outcome.duration or None, values=outcome.values,
+                   reason=outcome.reason or None, metrics=metrics or None)
+
+    @property
+    def exists(self) -> bool:
+        return self.problem != NO_RECORD
+
+    def to_hash(self) -> dict[str, str]:
+        """Every field not at its default, as the HASH stores it."""
+        return self._encode(finishing_only=False)
+
+    def finish_fields(self) -> dict[str, str]:
+        """The fields an attempt's end writes (state, ended_at, values, ...), where set."""
+        return self._encode(finishing_only=True)
+
+    def outcome(self) -> TrialOutcome | None:
+        """How the trial ended; None while it may still run (or when there is no record).
+        A record that does not read ends as failed, saying why."""
+        if not self.exists or (self.state in _LIVE_STATES):
+            return None
+        if self.problem or self.state is None:
+            return TrialOutcome(self.number, self.attempt, TrialState.FAILED,
+                                reason=f"unreadable record: {self.problem}", worker=self.worker)
+        return TrialOutcome(self.number, self.attempt, self.state, self.values, self.reason,
+                            dict(self.metrics or {}), self.duration or 0.0, self.worker)
+
+    def _encode(self, finishing_only: bool) -> dict[str, str]:
+        tables = _tables(type(self))
+        encoders = tables.finishing if finishing_only else tables.encoders
+        return {name: encode(value) for name, encode, default in encoders
+                if (value := getattr(self, name)) is not default and value != default}
+
+
+_Encoders = tuple[tuple[str, Callable[[Any], str], Any], ...]  # name, encode, default
+
+
+class _Tables(NamedTuple):
+    decoders: dict[str, Callable[[str], Any]]
+    encoders: _Encoders
+    finishing: _Encoders
+
+
+_TABLES: dict[type, _Tables] = {}  # a memo per record class, filled on first use
+
+
+def _tables(cls: type[TrialRecord]) -> _Tables:
+    """The record's stored fields (those with a codec: not `number` or `problem`), worked out
+    once per class rather than on every record."""
+    found = _TABLES.get(cls)
+    if found is None:
+        stored = [(f, f.metadata["codec"]) for f in fields(cls) if "codec" in f.metadata]
+        encoders = tuple((f.name, codec.encode, f.default) for f, codec in stored)
+        found = _TABLES[cls] = _Tables(
+            {f.name: codec.decode for f, codec in stored}, encoders,
+            tuple(e for e, (_, codec) in zip(encoders, stored, strict=True) if codec.finishing))
+    return found

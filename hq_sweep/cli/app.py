@@ -1,4 +1,4 @@
-"""`hq-sweep`: the command line. Commands that run things live here; readers in cli_results."""
+"""`hq-sweep`: the command line. Commands that run things live here; readers in results.py."""
 
 from __future__ import annotations
 
@@ -36,12 +36,7 @@ from hq_sweep.cli.server import server_app
 from hq_sweep.controller.loop import Controller, ControllerOptions
 from hq_sweep.errors import HqSweepError
 from hq_sweep.launchers.local import REDIS_URL_VAR, LocalLauncher
-from hq_sweep.launchers.slurm import (
-    LauncherName,
-    describe_launcher,
-    from_allocation,
-    launcher_kind,
-)
+from hq_sweep.launchers.registry import Launcher, LauncherName, make_launcher
 from hq_sweep.queue.client import connect
 from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.sweep import SweepQueue
@@ -284,41 +279,30 @@ def start_workers(
 ) -> None:
     """Start warm workers (local, Slurm steps or HyperQueue) and wait until the sweep ends."""
     url = resolve_redis_url(redis_url)
-    kind = launcher_kind(launcher_name)
-    if kind == "hq":
-        try:
-            from hq_sweep.launchers.hyperqueue import HyperQueueError, HyperQueueLauncher
-        except ImportError as exc:
-            fail(f"--launcher hq is not available in this installation ({exc})")
-        hq = HyperQueueLauncher(workers or 2, url, sweep, gpus_per_worker=1 if per_gpu else 0,
-                                cpus_per_worker=cpus or 1)
-        try:
-            hq.start()
-        except HyperQueueError as exc:  # e.g. no HQ server: one line, not a traceback
-            fail(str(exc))
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: stop them, below
-        try:
-            hq.wait(timeout_s=None)
-        except KeyboardInterrupt:
-            hq.stop()
-        codes = hq.exit_codes()
-    else:
-        launcher = (from_allocation(url, sweep, workers=workers, workers_per_gpu=per_gpu or 1,
-                                    cpus_per_worker=cpus) if kind == "slurm"
-                    else LocalLauncher(workers or 2, url, sweep))
-        launcher.start()
-        console.print(f"started {describe_launcher(launcher)}", highlight=False)
-        _forward_signals(launcher)
+    # A launcher that cannot run here (no allocation, no hyperqueue package, no HQ server)
+    # raises a LauncherError: friendly_errors makes it one line, not a traceback.
+    launcher = make_launcher(launcher_name, url, sweep, workers=workers,
+                             workers_per_gpu=per_gpu, cpus_per_worker=cpus)
+    launcher.start()
+    console.print(f"started {launcher.describe()}", highlight=False)
+    _forward_signals(launcher)
+    try:
         launcher.wait(timeout_s=None)
-        codes = launcher.exit_codes()
+    except KeyboardInterrupt:
+        # Ctrl-C normally arrives as a forwarded SIGINT; a KeyboardInterrupt raised anyway
+        # (another handler installed meanwhile) must not orphan the workers.
+        launcher.stop()
+    codes = launcher.exit_codes()
+    ended = "workers ended: " + ", ".join(exitcodes.describe(c) for c in codes)
     if any(code not in exitcodes.DELIBERATE for code in codes):
-        fail("workers ended: " + ", ".join(exitcodes.describe(c) for c in codes))
-    console.print("workers ended: " + ", ".join(exitcodes.describe(c) for c in codes))
+        fail(ended)
+    console.print(ended)
 
 
-def _forward_signals(launcher: LocalLauncher) -> None:
-    """SIGTERM/SIGUSR1 (scancel, Slurm's --signal) go on to every worker; workers treat a
-    duplicate arriving within a second (Slurm signals the whole step too) as one."""
+def _forward_signals(launcher: Launcher) -> None:
+    """SIGTERM/SIGUSR1/SIGINT (scancel, Slurm's --signal, Ctrl-C) go on to every worker
+    through the launcher; workers treat a duplicate arriving within a second (Slurm signals
+    the whole step too, a terminal the whole process group) as one."""
 
     def forward(signum: int, frame: object) -> None:
         launcher.signal_all(signum)

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hq_sweep.cli.common import friendly_errors
 from hq_sweep.queue.admin import server_details
 from hq_sweep.server.connection import (
     ConnectionFileError,
@@ -31,7 +32,7 @@ from hq_sweep.server.connection import (
     remove_connection_file,
     server_alive,
 )
-from hq_sweep.server.process import LOG_NAME, ServerError, start_server, stop_server
+from hq_sweep.server.process import LOG_NAME, start_server, stop_server
 
 __all__ = ["server_app"]
 
@@ -82,6 +83,7 @@ def _live(state_dir: Path | None) -> ServerInfo:
 
 
 @server_app.command()
+@friendly_errors
 def start(
     port: Annotated[
         int | None,
@@ -106,8 +108,6 @@ def start(
             signal.signal(sig, lambda signum, _frame: early.append(signum))
     try:
         info = start_server(directory, port=port, bind=bind, detach=not foreground)
-    except ServerError as exc:
-        _fail(str(exc))
     except OSError as exc:
         _fail(f"cannot start a server in {directory}: {exc.strerror or exc}")
     _print_started(info)
@@ -153,15 +153,13 @@ def _run_in_foreground(info: ServerInfo, early: list[int]) -> None:
                 time.sleep(0.5)
     except KeyboardInterrupt:
         _console().print("  stopping ...")
-        try:
-            stop_server(info)
-        except ServerError as exc:
-            _fail(str(exc))
+        stop_server(info)
     remove_connection_file(info.state_dir, only_if=info)
     _console().print("[green]✓[/] server stopped")
 
 
 @server_app.command()
+@friendly_errors
 def stop(state_dir: StateDirOption = None) -> None:
     """Stop the server (SHUTDOWN, which flushes the AOF; signals if it does not answer)."""
     directory, info = _recorded(state_dir)
@@ -170,8 +168,6 @@ def stop(state_dir: StateDirOption = None) -> None:
     was_alive = server_alive(info)
     try:
         stop_server(info)
-    except ServerError as exc:
-        _fail(str(exc))
     except OSError as exc:  # e.g. the pid now belongs to another user
         _fail(f"cannot stop server pid {info.pid}: {exc.strerror or exc}")
     if was_alive:
@@ -194,6 +190,7 @@ def _status_record(directory: Path, info: ServerInfo | None) -> dict[str, Any]:
 
 
 @server_app.command()
+@friendly_errors
 def status(
     state_dir: StateDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
@@ -250,6 +247,7 @@ def _uptime(record: dict[str, Any]) -> str:
 
 
 @server_app.command()
+@friendly_errors
 def url(
     state_dir: StateDirOption = None,
     redacted: Annotated[

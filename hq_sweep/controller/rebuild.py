@@ -1,28 +1,29 @@
-"""Rebuild a controller's in-memory Optuna study from the trial records in Redis.
+"""Rebuild an in-memory Optuna study from the trial records in Redis.
 
 Finished trials are added as they ended; queued and running ones are asked again with
 their stored parameters fixed, so the new controller can tell them when they finish.
 Results already told before a restart are recognised by the record's state, so nothing
-is told twice and nothing is lost.
+is told twice and nothing is lost. `rebuild_study` fills the study it is given and returns
+what the strategy keeps beside it; it knows nothing of the controller.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState as OptunaState
 
-from hq_sweep.messages import FINISHED_STATES, TrialOutcome, TrialState
-
-if TYPE_CHECKING:
-    from hq_sweep.controller.loop import Controller
+from hq_sweep.controller.space import SearchSpace
+from hq_sweep.controller.strategy._base import History
+from hq_sweep.messages import TrialRecord, TrialState
+from hq_sweep.queue.sweep import SweepQueue
 
 log = logging.getLogger("hq_sweep.controller.loop")
 
@@ -36,25 +37,26 @@ _OPTUNA_STATE = {
 }
 
 
-def _state(record: dict[str, str]) -> TrialState | None:
-    try:
-        return TrialState(record.get("state", ""))
-    except ValueError:
-        return None
+def read_history(queue: SweepQueue, with_intermediate: bool) -> History:
+    """Every trial record of the sweep, and (for a pruner) the values its trials reported."""
+    upto = int(queue.meta.read().get("next") or 0)
+    if upto >= _ANNOUNCE_FROM:
+        log.info("sweep %s: rebuilding the study from %d trials", queue.sweep_id, upto)
+    records = queue.trials.load_records(upto)
+    intermediate: Mapping[int, Mapping[int, float]] = {}
+    if with_intermediate:  # pruners judge a trial by every value reported, before too
+        live = [r.number for r in records if r.state is not TrialState.CANCELLED]
+        intermediate = queue.trials.intermediate_values(live)
+    return History(records, intermediate)
 
 
-def outcome_from_record(number: int, record: dict[str, str]) -> TrialOutcome | None:
-    """The outcome a finished record stands for (None while it is not finished)."""
-    state = _state(record)
-    if state not in FINISHED_STATES:
-        return None
-    try:
-        values = json.loads(record["values"]) if record.get("values") else None
-        return TrialOutcome(number, int(record.get("attempt") or 0), TrialState(state),
-                            values=values, reason=record.get("reason") or None)
-    except ValueError as exc:
-        log.warning("trial %d: unreadable finished record (%s)", number, exc)
-        return TrialOutcome(number, 0, TrialState.FAILED, reason="unreadable record")
+@dataclass
+class Rebuilt:
+    """What a strategy keeps beside the study: the trials it still waits for."""
+
+    pending: dict[int, optuna.trial.Trial] = field(default_factory=dict)
+    steps_seen: dict[int, set[int]] = field(default_factory=dict)
+    told: int = 0  # finished trials added to the study
 
 
 class _Loaded(optuna.trial.FrozenTrial):
@@ -73,61 +75,61 @@ def finished_trial(
     distributions: Mapping[str, BaseDistribution],
     latent: dict[str, Any],
     state: TrialState,
-    record: dict[str, str],
-    intermediate: dict[int, float],
+    values: list[float] | None,
+    intermediate: Mapping[int, float],
 ) -> optuna.trial.FrozenTrial:
     """What `optuna.trial.create_trial` makes (add_trial validates it)."""
-    values = json.loads(record["values"]) if state is TrialState.COMPLETE else None
     now = datetime.datetime.now()
     return _Loaded(
-        number=-1, trial_id=-1, state=_OPTUNA_STATE[state], value=None, values=values,
+        number=-1, trial_id=-1, state=_OPTUNA_STATE[state], value=None,
+        values=values if state is TrialState.COMPLETE else None,
         datetime_start=now, datetime_complete=now, params=latent,
         distributions={k: distributions[k] for k in latent},
         user_attrs={}, system_attrs={}, intermediate_values=dict(intermediate),
     )
 
 
-def rebuild_study(controller: Controller) -> int:
-    """Load every trial record into `controller`; returns the next trial number."""
-    queue = controller.queue
+def rebuild_study(study: optuna.Study, space: SearchSpace, history: History,
+                  keep_alive: Callable[[], None],
+                  on_complete: Callable[[int, list[float]], None]) -> Rebuilt:
+    """Load every record into `study`; `on_complete(number, values)` hears of each complete
+    trial (for the best so far)."""
     began = time.monotonic()
-    upto = int(queue.meta.read().get("next") or 0)
-    if upto >= _ANNOUNCE_FROM:
-        log.info("sweep %s: rebuilding the study from %d trials", queue.sweep_id, upto)
-    records = queue.trials.load_records(upto)
-    # Pruners judge a trial by every value reported so far, before the restart too.
-    live = [n for n, r in enumerate(records) if _state(r) is not TrialState.CANCELLED]
-    intermediate = queue.trials.intermediate_values(live) if controller.prunes else {}
-    for number, record in enumerate(records):
-        if number % _RENEW_EVERY == 0:  # a big sweep takes seconds to load: keep the lock
-            controller.keep_lock_fresh()
-        _load_record(controller, number, record, intermediate.get(number, {}))
-    if upto:
-        log.info("sweep %s: rebuilt %d trials (%d pending) in %.1f s", queue.sweep_id, upto,
-                 len(controller.pending), time.monotonic() - began)
-    return upto
+    rebuilt = Rebuilt()
+    for record in history.records:
+        if record.number % _RENEW_EVERY == 0:  # a big sweep takes seconds to load: keep the lock
+            keep_alive()
+        _load_record(study, space, record, history.intermediate.get(record.number, {}),
+                     rebuilt, on_complete)
+    if history.records:
+        log.info("sweep %s: rebuilt %d trials (%d pending) in %.1f s", study.study_name,
+                 len(history.records), len(rebuilt.pending), time.monotonic() - began)
+    return rebuilt
 
 
-def _load_record(controller: Controller, number: int, record: dict[str, str],
-                 intermediate: dict[int, float]) -> None:
-    space, state = controller.space, _state(record)
+def _load_record(study: optuna.Study, space: SearchSpace, record: TrialRecord,
+                 intermediate: Mapping[int, float], rebuilt: Rebuilt,
+                 on_complete: Callable[[int, list[float]], None]) -> None:
     try:
-        params = json.loads(record["params"])
-        latent = {k: v for k, v in space.to_latent(params).items() if k in space.distributions}
+        if record.params is None:
+            raise ValueError(record.problem or "no params")
+        latent = {k: v for k, v in space.to_latent(record.params).items()
+                  if k in space.distributions}
     except (KeyError, ValueError, TypeError) as exc:
-        log.warning("trial %d: unreadable record skipped (%s)", number, exc)
+        log.warning("trial %d: unreadable record skipped (%s)", record.number, exc)
         return
-    if state in FINISHED_STATES:
-        assert state is not None
-        frozen = finished_trial(space.distributions, latent, state, record, intermediate)
-        controller.study.add_trial(frozen)
-        controller.told += 1
-        if state is TrialState.COMPLETE:
-            controller.note_best(number, frozen.values)
-    elif state in (TrialState.QUEUED, TrialState.RUNNING):
-        controller.study.enqueue_trial(latent, skip_if_exists=False)
-        trial = controller.study.ask(space.distributions)
+    outcome = record.outcome()  # a record that does not read otherwise ends as failed
+    if outcome is not None and outcome.state.finished:
+        frozen = finished_trial(space.distributions, latent, outcome.state, outcome.values,
+                                intermediate)
+        study.add_trial(frozen)
+        rebuilt.told += 1
+        if outcome.state is TrialState.COMPLETE and outcome.values:
+            on_complete(record.number, outcome.values)
+    elif outcome is None and record.state in (TrialState.QUEUED, TrialState.RUNNING):
+        study.enqueue_trial(latent, skip_if_exists=False)
+        trial = study.ask(space.distributions)
         for step, value in sorted(intermediate.items()):
             trial.report(value, step)
-        controller.steps_seen[number] = set(intermediate)
-        controller.pending[number] = trial
+        rebuilt.steps_seen[record.number] = set(intermediate)
+        rebuilt.pending[record.number] = trial

@@ -1,27 +1,12 @@
-"""Launchers start warm workers: local processes, srun steps in a Slurm allocation, or
-HyperQueue tasks. They share one supervision loop."""
-
-from __future__ import annotations
-
-import time
-from collections.abc import Callable
-
-
-def supervise(poll: Callable[[], None], active: Callable[[], bool],
-              nap: Callable[[float], None], tick_s: float, timeout_s: float | None) -> bool:
-    """Call `poll()` until `active()` is false (True) or `timeout_s` passes (False).
-
-    `nap(seconds)` waits between passes; a launcher that can block on its workers' exits
-    passes a wait that returns early when one exits.
-    """
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while True:
-        poll()
-        if not active():
-            return True
-        pause = tick_s
-        if deadline is not None:
-            if time.monotonic() >= deadline:
-                return False
-            pause = min(pause, deadline - time.monotonic())
-        nap(max(0.0, pause))
+"""Launchers start warm workers and supervise them until the sweep ends: local processes
+(`local`), srun steps inside a Slurm allocation (`slurm`), HyperQueue tasks (`hyperqueue`), and
+the sbatch scripts that run them (`batch/`). This folder owns how a worker is started and
+kept running: the `Launcher` Protocol and the supervision loop (`_base`), the one restart /
+backoff / crash-loop policy every launcher follows (`slots`), and the one list of launcher
+names (`registry`). It may import the standard library, `hq_sweep.env`, `hq_sweep.exitcodes`
+and `hq_sweep.errors` (and `hyperqueue`, lazily), never the controller, the worker or the
+CLI: workers are only ever reached as processes, through their exit codes. To add a
+launcher, write one module whose class satisfies `Launcher` (keeping its slots in a
+`slots.Slots`, so restarts follow the shared policy), then add a `LauncherName` member and
+its factory to `registry._FACTORIES`; the CLI needs no change.
+"""

@@ -17,34 +17,42 @@ itself ignores HQ_SERVER_DIR, unlike the `hq` CLI, so the variable is read here)
 
 Failures: HQ reruns a task whose HQ worker is lost (allocation over, node dead) up to the task's
 `crash_limit`; the trial it held comes back through its lease. A task that *exits* non-zero is
-failed for good in HQ, so this launcher follows the worker's exit code as LocalLauncher does:
-deliberate exits end the slot, RECYCLE/HUNG are resubmitted at once, other codes are crashes,
-resubmitted after a doubling backoff until `max_crashes` within `crash_window_s`. HQ's error
-text and the log paths go to `on_event`; `exit_codes()` gives the codes.
+failed for good in HQ, so this launcher follows the worker's exit code with the launchers'
+shared policy (`hq_sweep.launchers.slots`): deliberate exits end the slot, RECYCLE/HUNG are
+resubmitted at once, other codes are crashes, resubmitted after a doubling backoff until
+`max_crashes` within `crash_window_s`. HQ's error text and the log paths go to `on_event`;
+`exit_codes()` gives the codes.
 
 Stopping: HQ's Python API cannot cancel a job, so `stop()` runs `hq job cancel` when the `hq`
 binary is on PATH (HQ sends the task SIGINT, which the worker treats as SIGTERM: it drains).
-Without the binary it says how to cancel; the workers end anyway when the sweep ends.
+Without the binary it says how to cancel and stops supervising; the workers end anyway when
+the sweep ends. HQ cannot pass a signal on to a task either: `signal_all()` with a stopping
+signal (SIGTERM, SIGINT, SIGUSR1) cancels the jobs the same way.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hq_sweep.env import LOCAL_RANK, RANK, WORLD_SIZE
-from hq_sweep.exitcodes import DELIBERATE, DRAINED, ERROR, NO_RESTART, REPLACE, describe
-from hq_sweep.launchers import supervise
-from hq_sweep.launchers.local import REDIS_URL_VAR, worker_command
+from hq_sweep.exitcodes import DELIBERATE, DRAINED, ERROR, describe
+from hq_sweep.launchers._base import (
+    REDIS_URL_VAR,
+    STOPPING_SIGNALS,
+    LauncherError,
+    log_event,
+    supervise,
+    worker_command,
+)
+from hq_sweep.launchers.slots import Action, CrashPolicy, Slots, exit_reason, gave_up_text
 
 GPU_RESOURCE = "gpus/nvidia"  # the name HQ's GPU autodetection gives NVIDIA GPUs
 SERVER_DIR_VAR = "HQ_SERVER_DIR"
@@ -54,17 +62,13 @@ _EXIT_RE = re.compile(r"exit code (-?\d+)")
 _SIGNAL_RE = re.compile(r"signal (\d+)")
 
 
-class HyperQueueError(RuntimeError):
+class HyperQueueError(LauncherError, RuntimeError):
     """The HQ server cannot be reached, or the `hyperqueue` package is missing."""
 
 
 class _Snapshot(Exception):
     """Raised from wait_for_jobs' progress callback, whose first call comes at once, so one
     call becomes a non-blocking status read (the API has no other way to ask)."""
-
-
-def _log_event(message: str) -> None:
-    logging.getLogger("hq_sweep.launcher").warning("%s", message)
 
 
 def default_server_dir() -> Path | None:
@@ -83,19 +87,6 @@ def failure_code(error: str) -> int:
 
 
 @dataclass
-class _Slot:
-    """One worker position (rank): its current HQ job and its crash history."""
-
-    rank: int
-    job_id: int
-    backoff_s: float
-    code: int | None = None  # the latest job's exit code; None while it is queued or running
-    crashes: deque[float] = field(default_factory=deque)
-    restart_at: float | None = None  # set while waiting out a backoff
-    finished: bool = False
-
-
-@dataclass
 class HyperQueueLauncher:
     """Submits `count` workers as HQ tasks and supervises them until the sweep ends."""
 
@@ -111,13 +102,17 @@ class HyperQueueLauncher:
     extra_args: Sequence[str] = field(default=(), kw_only=True)
     # Tasks get the *HQ worker's* environment, not this process's: forward what they need here.
     env: Mapping[str, str] = field(default_factory=dict, kw_only=True)
-    on_event: Callable[[str], None] = field(default=_log_event, kw_only=True)
+    on_event: Callable[[str], None] = field(default=log_event, kw_only=True)
     max_crashes: int = field(default=5, kw_only=True)
     crash_window_s: float = field(default=60.0, kw_only=True)
     backoff_initial_s: float = field(default=1.0, kw_only=True)
+    backoff_max_s: float = field(default=30.0, kw_only=True)
     _client: Any = field(default=None, init=False, repr=False)
-    _slots: list[_Slot] = field(default_factory=list, init=False, repr=False)
-    _draining: bool = field(default=False, init=False, repr=False)
+    _slots: Slots = field(default_factory=Slots, init=False, repr=False)
+    _jobs: list[int] = field(default_factory=list, init=False, repr=False)
+    _codes: list[int | None] = field(default_factory=list, init=False, repr=False)
+    # A signal seen by signal_all(), acted on by the next poll(): not inside the handler.
+    _signal: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.count < 1 or self.cpus_per_worker < 1 or self.gpus_per_worker < 0:
@@ -126,51 +121,84 @@ class HyperQueueLauncher:
     @property
     def job_ids(self) -> list[int]:
         """The current HQ job of each slot, by rank."""
-        return [slot.job_id for slot in self._slots]
+        return list(self._jobs)
 
     def start(self) -> None:
-        if self._slots:
+        if self._jobs:
             raise RuntimeError("launcher already started")
         self._client = _connect(self.server_dir or default_server_dir())
         self.log_dir = (self.log_dir or Path("hq-sweep-logs")).resolve()
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._slots = Slots(CrashPolicy(self.max_crashes, self.crash_window_s,
+                                        self.backoff_initial_s, self.backoff_max_s))
         try:
             for rank in range(self.count):
-                self._slots.append(_Slot(rank, self._submit(rank), self.backoff_initial_s))
+                self._jobs.append(self._submit(rank))
+                self._codes.append(None)
+                self._slots.add(time.monotonic())  # queued counts as started: HQ runs it
         except BaseException:
             self.stop(grace_s=0.0)  # don't leave the jobs submitted before the failure
             raise
 
+    def describe(self) -> str:
+        jobs = ", ".join(map(str, self._jobs))
+        return f"{self.count} workers as HyperQueue jobs {jobs} (logs in {self.log_dir})"
+
     def poll(self) -> None:
         """One supervision pass: read job states, decide on ended ones, resubmit due slots."""
-        live = [s for s in self._slots if not s.finished and s.restart_at is None]
+        self._take_signal()
+        live = self._slots.running()
         if live:
-            states = self._job_states([s.job_id for s in live])
+            states = self._job_states([self._jobs[s.rank] for s in live])
             for slot in live:
-                status = states.get(slot.job_id, {})
+                status = states.get(self._jobs[slot.rank], {})
                 if status.get("completed"):
-                    self._ended(slot, self._exit_code(slot, status))
-        now = time.monotonic()
-        for slot in self._slots:
-            if slot.restart_at is not None and now >= slot.restart_at:
-                self._resubmit(slot)
+                    self._ended(slot.rank, self._exit_code(slot.rank, status))
+        for slot in self._slots.due(time.monotonic()):
+            self._resubmit(slot.rank)
 
     def active(self) -> bool:
         """Some slot has a job queued or running, or one due after a backoff."""
-        return any(not slot.finished for slot in self._slots)
+        return self._slots.open()
 
     def wait(self, timeout_s: float | None) -> bool:
         """Supervise until no slot is active (None: however long); True if that happened."""
         # HQ offers no blocking wait with a timeout: plain sleeps between passes.
         return supervise(self.poll, self.active, time.sleep, _POLL_S, timeout_s)
 
+    def signal_all(self, sig: int) -> None:
+        """HQ cannot signal a task: a stopping signal (SIGTERM, SIGINT, SIGUSR1) becomes a
+        cancel of every job (HQ sends the tasks SIGINT: the workers drain), done by the next
+        poll() since this runs in a signal handler; any other signal is reported, not sent."""
+        self._signal = sig
+
     def stop(self, grace_s: float = 10.0) -> None:
         """Cancel every live job (HQ sends SIGINT: the workers drain); no more resubmits."""
-        self._draining = True
-        for slot in self._slots:
-            if slot.restart_at is not None:
-                slot.restart_at, slot.finished = None, True
-        live = [str(slot.job_id) for slot in self._slots if not slot.finished]
+        self._signal = None
+        self._cancel()
+        self.wait(grace_s)
+
+    def exit_codes(self) -> list[int | None]:
+        """Each slot's latest exit code as of the last poll (None: its job is not over)."""
+        return list(self._codes)
+
+    def gave_up(self) -> list[int]:
+        """Ranks of the slots abandoned as crash-looping."""
+        return self._slots.gave_up()
+
+    def _take_signal(self) -> None:
+        sig, self._signal = self._signal, None
+        if sig is None:
+            return
+        if sig in STOPPING_SIGNALS:
+            self._cancel()
+        else:
+            self.on_event(f"signal {sig} cannot be passed on to HyperQueue tasks; ignored")
+
+    def _cancel(self) -> None:
+        """Drain, and ask HQ to cancel the live jobs; if it cannot, stop supervising them."""
+        self._slots.drain()
+        live = [str(self._jobs[slot.rank]) for slot in self._slots.running()]
         if not live:
             return
         hq = shutil.which("hq")
@@ -179,22 +207,12 @@ class HyperQueueLauncher:
                 "HyperQueue's Python API cannot cancel jobs and no `hq` binary is on PATH: "
                 f"run `hq job cancel {','.join(live)}` (the workers also end with the sweep)"
             )
+        elif (failed := _hq_cancel(hq, self.server_dir or default_server_dir(), live)):
+            self.on_event(f"`hq job cancel` failed: {failed}")
+        else:
             return
-        server = self.server_dir or default_server_dir()
-        where = ["--server-dir", str(server)] if server is not None else []
-        done = subprocess.run([hq, *where, "job", "cancel", ",".join(live)],
-                              capture_output=True, text=True, timeout=60, check=False)
-        if done.returncode != 0:
-            self.on_event(f"`hq job cancel` failed: {done.stderr.strip()}")
-        self.wait(grace_s)
-
-    def exit_codes(self) -> list[int | None]:
-        """Each slot's latest exit code as of the last poll (None: its job is not over)."""
-        return [slot.code for slot in self._slots]
-
-    def gave_up(self) -> list[int]:
-        """Ranks of the slots abandoned as crash-looping."""
-        return [s.rank for s in self._slots if s.finished and len(s.crashes) >= self.max_crashes]
+        # The jobs go on without us: waiting for them would keep wait() from ever returning.
+        self._slots.finish_all()
 
     def _task_env(self, rank: int) -> dict[str, str]:
         # LOCAL_RANK 0: HQ gives each task its own CUDA_VISIBLE_DEVICES, so its GPU is cuda:0.
@@ -233,46 +251,50 @@ class HyperQueueLauncher:
         return {job_id: {"completed": True, "failed": int(job_id in failed), "finished": 1}
                 for job_id in job_ids}
 
-    def _exit_code(self, slot: _Slot, status: dict[str, Any]) -> int:
+    def _exit_code(self, rank: int, status: dict[str, Any]) -> int:
         if not status.get("failed"):
             # Finished or cancelled: a cancel (SIGINT) makes the worker drain, so call it that.
             return 0 if status.get("finished") else DRAINED
-        failed = self._client.connection.get_failed_tasks([slot.job_id]).get(slot.job_id, {})
+        job_id = self._jobs[rank]
+        failed = self._client.connection.get_failed_tasks([job_id]).get(job_id, {})
         for context in failed.values():
             code = failure_code(context.error)
             if code not in DELIBERATE:
-                self.on_event(f"worker {slot.rank} (HQ job {slot.job_id}): {context.error} "
+                self.on_event(f"worker {rank} (HQ job {job_id}): {context.error} "
                               f"— log: {context.stderr or context.stdout}")
             return code
         return ERROR
 
-    def _ended(self, slot: _Slot, code: int) -> None:
-        slot.code = code
-        now = time.monotonic()
-        if self._draining or code in NO_RESTART:
-            slot.finished = True
-            return
-        if code in REPLACE:
+    def _ended(self, rank: int, code: int) -> None:
+        self._codes[rank] = code
+        decision = self._slots.exited(rank, code, time.monotonic())
+        if decision.action is Action.REPLACE:
             # Healthy hand-over (trial count, memory, hung trial): no backoff, no crash.
-            self.on_event(f"worker {slot.rank} {describe(code)}; submitting a fresh one")
-            self._resubmit(slot)
-            return
-        slot.crashes.append(now)
-        while now - slot.crashes[0] > self.crash_window_s:
-            slot.crashes.popleft()
-        if len(slot.crashes) >= self.max_crashes:
-            slot.finished = True
-            self.on_event(f"worker {slot.rank} crash-loops ({len(slot.crashes)} crashes in "
-                          f"{self.crash_window_s:g} s); giving up on it")
-            return
-        slot.restart_at = now + slot.backoff_s
-        self.on_event(f"worker {slot.rank}: {describe(code)}; resubmitting in {slot.backoff_s:g} s")
-        slot.backoff_s *= 2
+            self.on_event(f"worker {rank} {describe(code)}; submitting a fresh one")
+            self._resubmit(rank)
+        elif decision.action is Action.RESTART:
+            self.on_event(f"worker {rank} (HQ job {self._jobs[rank]}) {exit_reason(code)}; "
+                          f"resubmitting in {decision.delay_s:g} s")
+        elif decision.action is Action.GIVE_UP:
+            self.on_event(gave_up_text(rank, decision, self._slots.policy, exit_reason(code)))
 
-    def _resubmit(self, slot: _Slot) -> None:
-        slot.restart_at = None
-        slot.job_id = self._submit(slot.rank)
-        slot.code = None
+    def _resubmit(self, rank: int) -> None:
+        self._jobs[rank] = self._submit(rank)
+        self._codes[rank] = None
+        self._slots[rank].started(time.monotonic())
+
+
+def _hq_cancel(hq: str, server_dir: Path | None, job_ids: list[str]) -> str | None:
+    """Run `hq job cancel`; None if it worked, else why not."""
+    where = ["--server-dir", str(server_dir)] if server_dir is not None else []
+    try:
+        done = subprocess.run([hq, *where, "job", "cancel", ",".join(job_ids)],
+                              capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    if done.returncode == 0:
+        return None
+    return done.stderr.strip() or f"exit code {done.returncode}"
 
 
 def _connect(server_dir: Path | None) -> Any:

@@ -1,72 +1,44 @@
 """Local launcher: N supervised worker processes, with the env a Slurm task would get.
 
 The Redis URL (with its password) travels in the environment, never on the command line,
-so it does not show in `ps`.
-
-Supervision follows the worker's exit code (`hq_sweep.exitcodes`): a deliberate stop ends
-its slot; RECYCLE/HUNG are healthy hand-overs, replaced at once; anything else (an error,
-an unknown code, a signal) is a crash, restarted after a per-slot backoff, and a slot that
-crashes `max_crashes` times within `crash_window_s` is given up so it cannot spin forever.
+so it does not show in `ps`. Whether and when a worker is started again is the shared policy's
+(`hq_sweep.launchers.slots`); this module only runs the processes and their log files.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import signal
 import subprocess
-import sys
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from hq_sweep.env import local_worker_env
-from hq_sweep.exitcodes import NO_RESTART, REPLACE, describe
-from hq_sweep.launchers import supervise
+from hq_sweep.exitcodes import describe
+from hq_sweep.launchers._base import (
+    REDIS_URL_VAR,
+    STOPPING_SIGNALS,
+    log_event,
+    supervise,
+    worker_command,
+)
+from hq_sweep.launchers.slots import (
+    Action,
+    CrashPolicy,
+    Decision,
+    Slots,
+    exit_reason,
+    gave_up_text,
+)
 
-REDIS_URL_VAR = "HQ_SWEEP_REDIS_URL"
+__all__ = ["REDIS_URL_VAR", "LocalLauncher", "worker_command"]
+
 # How long wait() blocks between supervision passes: short enough that a crash is noticed
 # and a due restart happens promptly, long enough not to spin.
 _TICK_S = 0.05
-# Once one of these has been forwarded the workers are being asked to leave: restarting a
-# slot afterwards would start a worker nobody wants and keep wait() from returning.
-_STOPPING_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGUSR1})
-
-
-def worker_command(sweep_id: str | None, extra: Sequence[str] = ()) -> list[str]:
-    command = [sys.executable, "-m", "hq_sweep", "worker"]
-    if sweep_id is not None:
-        command += ["--sweep", sweep_id]
-    return [*command, *extra]
-
-
-def _log_event(message: str) -> None:
-    logging.getLogger("hq_sweep.launcher").warning("%s", message)
-
-
-def _reason(code: int) -> str:
-    """describe() names known codes; keep the number beside the name so logs can be grepped."""
-    text = describe(code)
-    return text if code < 0 or text == f"exit code {code}" else f"exit code {code} ({text})"
-
-
-@dataclass
-class _Slot:
-    """One worker position (rank): its current process and its crash history."""
-
-    rank: int
-    process: subprocess.Popen[bytes]
-    log: IO[bytes] | None
-    backoff_s: float
-    started_at: float = field(default_factory=time.monotonic)
-    crashes: deque[float] = field(default_factory=deque)
-    restart_at: float | None = None  # set while waiting out a backoff
-    finished: bool = False  # no more restarts: deliberate exit, given up or stopped
-    gave_up: bool = False
 
 
 @dataclass
@@ -79,30 +51,37 @@ class LocalLauncher:
     log_dir: Path | None = None  # None: workers share this process's stdout/stderr
     extra_args: Sequence[str] = ()
     command: Sequence[str] | None = None  # overrides worker_command() (tests: a fake worker)
-    on_event: Callable[[str], None] = _log_event
+    on_event: Callable[[str], None] = log_event
     max_crashes: int = 5
     crash_window_s: float = 60.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
-    _slots: list[_Slot] = field(default_factory=list, init=False, repr=False)
-    _draining: bool = field(default=False, init=False, repr=False)
+    _slots: Slots = field(default_factory=Slots, init=False, repr=False)
+    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False, repr=False)
+    _logs: list[IO[bytes] | None] = field(default_factory=list, init=False, repr=False)
 
     @property
     def processes(self) -> list[subprocess.Popen[bytes]]:
         """The current (latest) process of each slot, by rank."""
-        return [slot.process for slot in self._slots]
+        return list(self._procs)
 
     def start(self) -> None:
-        if self._slots:
+        if self._procs:
             raise RuntimeError("launcher already started")
+        self._slots = Slots(CrashPolicy(self.max_crashes, self.crash_window_s,
+                                        self.backoff_initial_s, self.backoff_max_s))
         try:
             for rank in range(self.count):
                 log = self._open_log(rank)
-                process = self._popen(rank, log)
-                self._slots.append(_Slot(rank, process, log, self.backoff_initial_s))
+                self._logs.append(log)
+                self._procs.append(self._popen(rank, log))
+                self._slots.add(time.monotonic())
         except BaseException:
             self.stop(grace_s=0.0)  # don't orphan the workers started before the failure
             raise
+
+    def describe(self) -> str:
+        return f"{self.count} workers (pids {', '.join(str(p.pid) for p in self._procs)})"
 
     def poll(self) -> None:
         """One supervision pass: reap exits, decide, restart slots whose backoff is over."""
@@ -110,20 +89,20 @@ class LocalLauncher:
             if slot.finished:
                 continue
             now = time.monotonic()
-            if slot.restart_at is not None:
-                if now >= slot.restart_at:
-                    self._respawn(slot)
+            if slot.waiting:
+                if slot.due(now):
+                    self._respawn(slot.rank)
                 continue
-            code = slot.process.poll()
+            code = self._procs[slot.rank].poll()
             if code is not None:
-                self._exited(slot, code, now)
+                self._exited(slot.rank, code, now)
 
     def alive(self) -> int:
-        return sum(1 for p in self.processes if p.poll() is None)
+        return sum(1 for p in self._procs if p.poll() is None)
 
     def active(self) -> bool:
         """Some slot has a live worker or may still get one (a pending restart)."""
-        return any(not slot.finished or slot.process.poll() is None for slot in self._slots)
+        return self._slots.open() or self.alive() > 0
 
     def wait(self, timeout_s: float | None) -> bool:
         """Supervise until no slot is active (None: however long); True if that happened."""
@@ -131,21 +110,18 @@ class LocalLauncher:
 
     def signal_all(self, sig: int) -> None:
         """Forward `sig` to every live worker; a stopping signal also ends all restarts."""
-        if sig in _STOPPING_SIGNALS:
-            self._draining = True
-            for slot in self._slots:
-                if slot.restart_at is not None:
-                    self._finish(slot)
-        for process in self.processes:
+        if sig in STOPPING_SIGNALS:
+            self._drain()
+        for process in self._procs:
             if process.poll() is None:
                 process.send_signal(sig)
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM every live worker, SIGKILL those still there after `grace_s`; no restarts."""
-        self._draining = True
-        for slot in self._slots:
-            self._finish(slot)  # the children keep their own copy of the log fd
-        live = [p for p in self.processes if p.poll() is None]
+        self._slots.finish_all()
+        for rank in range(len(self._logs)):
+            self._close_log(rank)  # the children keep their own copy of the log fd
+        live = [p for p in self._procs if p.poll() is None]
         for process in live:
             process.terminate()
         if not _reap(live, grace_s):
@@ -156,64 +132,60 @@ class LocalLauncher:
 
     def exit_codes(self) -> list[int | None]:
         """Each slot's latest exit code (None: its current worker is still running)."""
-        return [p.poll() for p in self.processes]
+        return [p.poll() for p in self._procs]
 
     def gave_up(self) -> list[int]:
         """Ranks of the slots abandoned as crash-looping."""
-        return [slot.rank for slot in self._slots if slot.gave_up]
+        return self._slots.gave_up()
 
-    def _exited(self, slot: _Slot, code: int, now: float) -> None:
-        if self._draining or code in NO_RESTART:
-            self._finish(slot)
-            return
-        if now - slot.started_at >= self.crash_window_s:
-            slot.backoff_s = self.backoff_initial_s  # a long healthy run forgives old crashes
-        if code in REPLACE:
+    def _drain(self) -> None:
+        """No more restarts: every exit from now on ends its slot (pending ones end now)."""
+        for slot in self._slots.drain():
+            self._close_log(slot.rank)
+
+    def _exited(self, rank: int, code: int, now: float) -> None:
+        decision = self._slots.exited(rank, code, now)
+        if decision.action is Action.FINISH:
+            self._close_log(rank)
+        elif decision.action is Action.REPLACE:
             # Healthy hand-over (trial count, memory, hung trial): no backoff, no crash.
-            self._event(slot, f"worker {slot.rank} {describe(code)}; starting a fresh one")
-            self._respawn(slot)
-            return
-        self._crashed(slot, f"worker {slot.rank} (pid {slot.process.pid})", _reason(code), now)
+            self._event(rank, f"worker {rank} {describe(code)}; starting a fresh one")
+            self._respawn(rank)
+        else:
+            who = f"worker {rank} (pid {self._procs[rank].pid})"
+            self._crash_event(rank, who, exit_reason(code), decision)
 
-    def _crashed(self, slot: _Slot, who: str, reason: str, now: float) -> None:
-        slot.crashes.append(now)
-        while now - slot.crashes[0] > self.crash_window_s:
-            slot.crashes.popleft()
-        if len(slot.crashes) >= self.max_crashes:
-            slot.gave_up = True
-            where = f" — log: {slot.log.name}" if slot.log is not None else ""
-            self._event(
-                slot,
-                f"worker {slot.rank} crash-loops ({len(slot.crashes)} crashes in "
-                f"{self.crash_window_s:g} s, last: {reason}); giving up on it{where}",
-            )
-            self._finish(slot)
+    def _crash_event(self, rank: int, who: str, reason: str, decision: Decision) -> None:
+        """Report a RESTART or GIVE_UP decision (a given-up slot's log is closed after)."""
+        if decision.action is Action.RESTART:
+            self._event(rank, f"{who} {reason}; restarting in {decision.delay_s:g} s")
             return
-        delay = slot.backoff_s
-        slot.backoff_s = min(delay * 2, self.backoff_max_s)
-        slot.restart_at = now + delay
-        self._event(slot, f"{who} {reason}; restarting in {delay:g} s")
+        log = self._logs[rank]
+        where = f" — log: {log.name}" if log is not None else ""
+        self._event(rank, gave_up_text(rank, decision, self._slots.policy, reason) + where)
+        self._close_log(rank)
 
-    def _respawn(self, slot: _Slot) -> None:
-        slot.restart_at = None
+    def _respawn(self, rank: int) -> None:
+        slot = self._slots[rank]
         try:
-            slot.process = self._popen(slot.rank, slot.log)
+            self._procs[rank] = self._popen(rank, self._logs[rank])
         except OSError as exc:  # e.g. fork failed under memory pressure: retry with backoff
-            self._crashed(slot, f"worker {slot.rank}", f"could not start ({exc})", time.monotonic())
+            decision = slot.crashed(time.monotonic())
+            self._crash_event(rank, f"worker {rank}", f"could not start ({exc})", decision)
             return
-        slot.started_at = time.monotonic()
+        slot.started(time.monotonic())
 
-    def _finish(self, slot: _Slot) -> None:
-        slot.finished = True
-        slot.restart_at = None
-        if slot.log is not None:
-            slot.log.close()
+    def _close_log(self, rank: int) -> None:
+        log = self._logs[rank]
+        if log is not None and not log.closed:
+            log.close()
 
-    def _event(self, slot: _Slot, message: str) -> None:
+    def _event(self, rank: int, message: str) -> None:
         # Also into the slot's log, so that reading it alone explains the restarts in it.
-        if slot.log is not None and not slot.log.closed:
-            slot.log.write(f"[hq-sweep launcher] {message}\n".encode())
-            slot.log.flush()
+        log = self._logs[rank]
+        if log is not None and not log.closed:
+            log.write(f"[hq-sweep launcher] {message}\n".encode())
+            log.flush()
         self.on_event(message)
 
     def _open_log(self, rank: int) -> IO[bytes] | None:
@@ -235,10 +207,10 @@ class LocalLauncher:
 
     def _nap(self, seconds: float) -> None:
         """Block up to `seconds`, returning early when a worker exits or a restart is due."""
-        due = [slot.restart_at for slot in self._slots if slot.restart_at is not None]
-        if due:
-            seconds = min(seconds, max(0.0, min(due) - time.monotonic()))
-        live = [p for p in self.processes if p.poll() is None]
+        due = self._slots.next_due()
+        if due is not None:
+            seconds = min(seconds, max(0.0, due - time.monotonic()))
+        live = [p for p in self._procs if p.poll() is None]
         if not live:
             time.sleep(seconds)  # only restarts pending: no child to wait on
             return

@@ -21,7 +21,6 @@ import signal
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import IO
 
 from hq_sweep.env import (
@@ -30,13 +29,13 @@ from hq_sweep.env import (
     RANK,
     WORLD_SIZE,
     Allocation,
-    JobEnvironment,
     Run,
     read_allocation,
     run_command,
 )
 from hq_sweep.errors import HqSweepError
-from hq_sweep.launchers.local import REDIS_URL_VAR, LocalLauncher, worker_command
+from hq_sweep.launchers._base import REDIS_URL_VAR, LauncherError, worker_command
+from hq_sweep.launchers.local import LocalLauncher
 
 log = logging.getLogger("hq_sweep.launcher")
 # srun aborts its step on these instead of forwarding them: they go through scancel.
@@ -163,14 +162,14 @@ class SlurmLauncher(LocalLauncher):
     def workers(self) -> int:
         return sum(p.tasks for p in self.placements)
 
+    def describe(self) -> str:
+        return f"{self.workers} workers as Slurm steps: {describe_plan(self.placements)}"
+
     def signal_all(self, sig: int) -> None:
         if self.job_id is None or sig not in _VIA_SCANCEL:
             super().signal_all(sig)
             return
-        self._draining = True  # LocalLauncher's bookkeeping, without signalling srun
-        for slot in self._slots:
-            if slot.restart_at is not None:
-                self._finish(slot)
+        self._drain()  # LocalLauncher's bookkeeping, without signalling srun
         try:
             steps = parse_steps(self.run(["squeue", "-h", "-s", "-j", self.job_id, "-o",
                                           "%i %j"]), self.step_name)
@@ -202,34 +201,15 @@ def from_allocation(redis_url: str, sweep_id: str | None, *, workers: int | None
                     workers_per_gpu: int = 1, cpus_per_worker: int | None = None,
                     allocation: Allocation | None = None) -> SlurmLauncher:
     """A launcher for the allocation this shell runs in (read once, in hq_sweep.env)."""
-    allocation = allocation or read_allocation()
+    if allocation is None:
+        try:
+            allocation = read_allocation()
+        except RuntimeError as exc:  # e.g. --launcher slurm outside salloc: one line, no trace
+            raise LauncherError(f"cannot use the Slurm launcher: {exc}") from exc
     plan = plan_workers(allocation, workers_per_gpu=workers_per_gpu,
                         cpus_per_worker=cpus_per_worker, limit=workers)
     if not plan:
-        raise HqSweepError(f"Slurm job {allocation.job_id} has no room for a worker "
+        raise LauncherError(f"Slurm job {allocation.job_id} has no room for a worker "
                            f"({allocation.nodes})")
     return SlurmLauncher(len(plan), redis_url, sweep_id, placements=plan,
                          job_id=allocation.job_id)
-
-
-def describe_launcher(launcher: LocalLauncher) -> str:
-    if isinstance(launcher, SlurmLauncher):
-        return f"{launcher.workers} workers as Slurm steps: {describe_plan(launcher.placements)}"
-    return f"{launcher.count} workers (pids {', '.join(str(p.pid) for p in launcher.processes)})"
-
-
-class LauncherName(StrEnum):
-    """start-workers --launcher."""
-
-    AUTO = "auto"
-    LOCAL = "local"
-    SLURM = "slurm"
-    HQ = "hq"
-
-
-def launcher_kind(name: LauncherName | str) -> str:
-    """--launcher auto: slurm inside an allocation (salloc/sbatch), else local."""
-    name = LauncherName(name).value
-    if name != "auto":
-        return name
-    return "slurm" if JobEnvironment.from_env().under_slurm else "local"

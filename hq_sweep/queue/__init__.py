@@ -1,6 +1,11 @@
-"""Transport: the only code that issues Redis commands, shared by every other folder.
+"""Transport: the only code that talks to Redis, shared by every other folder.
 
-Owns the key schema (documented in `sweep_queue`), the Lua scripts in `lua/` that make state
-changes atomic (each documents its KEYS/ARGV), the controller lock and its tokens, and riding
-out a Redis restart (`retry`). May import `messages` and `errors`; nothing else of hq_sweep's.
+`sweep.SweepQueue` is one sweep's handle, composed of one part per concern: `meta` (spec,
+state, kept counters), `lock` (the controller's, with `lock_token`), `trials` (records, claims,
+leases, requeues), `reports` (intermediate values up, decisions down, the controller's news)
+and `workers` (heartbeats); `registry` lists and creates sweeps, `admin` asks the server
+itself (ping, INFO, SHUTDOWN). `keys` documents every key; `lua/` holds the scripts that make
+state changes atomic (each documents its KEYS/ARGV), run by `scripts`. `client` is the
+connection policy and the boundary where redis-py's errors become `errors.TransportError`s;
+`retry.patiently` rides out a restart. May import `messages` and `errors`; nothing else.
 """

@@ -7,11 +7,15 @@ for anyone who can write to it).
     hqs:s:{id}                  HASH    sweep meta: spec (JSON), spec_hash, state
                                         (running|finished), created, next (trials allocated),
                                         best (JSON), finished_reason, told, study_trials
-    hqs:s:{id}:t:{n}            HASH    trial record (`messages.TrialRecord`): state, attempt,
-                                        params (JSON), queued_at, worker, started_at (claimed),
-                                        lease, ended_at, duration (objective's run time, s),
-                                        values (JSON), reason, metrics (JSON), prune,
-                                        released (attempts handed back by stopping workers)
+    hqs:s:{id}:t:{n}            HASH    trial record (read and written through the one codec,
+                                        `messages.TrialRecord`): state, attempt, params (JSON),
+                                        queued_at, worker, started_at (claimed), lease,
+                                        ended_at, duration (objective's run time, s), values
+                                        (JSON), reason, metrics (JSON), decision (flagged by
+                                        the controller: `messages.Decision` JSON), released
+                                        (attempts handed back by stopping workers). claim.lua
+                                        and reap.lua hand whole records back; finish.lua sets
+                                        whichever finishing fields it is given
     hqs:s:{id}:iv:{n}           HASH    step -> intermediate value (exact decimal text)
     hqs:s:{id}:dec:{n}          LIST    the controller's latest answer to a report the worker
                                         waits on (`messages.Decision` JSON); expires
@@ -20,7 +24,8 @@ for anyone who can write to it).
     hqs:s:{id}:ready            LIST    numbers of queued trials, taken by workers' claims
     hqs:s:{id}:leases           ZSET    running trial number -> lease deadline (ms, server clock)
     hqs:s:{id}:reasons          HASH    failure kind -> number of failed trials
-    hqs:s:{id}:results          LIST    TrialOutcome JSON, worker -> controller
+    hqs:s:{id}:results          LIST    TrialOutcome JSON, worker -> controller (finish.lua;
+                                        trials failed by reap.lua go back in its reply instead)
     hqs:s:{id}:reports          LIST    Report JSON, worker -> controller (pruning)
     hqs:s:{id}:lock             STRING  token of the controller holding the sweep (PX lease)
     hqs:s:{id}:workers          HASH    worker name -> heartbeat JSON

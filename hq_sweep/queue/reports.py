@@ -5,20 +5,28 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple, TypeVar
 
 import redis
 
 from hq_sweep.errors import TransportError
-from hq_sweep.messages import MessageError, Report, TrialOutcome, dumps
-from hq_sweep.queue.client import Client, text, translate
+from hq_sweep.messages import Decision, MessageError, Report, TrialOutcome, dumps
+from hq_sweep.queue.client import Client, translate
 from hq_sweep.queue.keys import SweepKeys
 from hq_sweep.queue.scripts import script
 
 _DECISION_TTL_MS = 60_000
 _BLPOP_BACKSTOP_S = 1  # the server-side limit of a decision wait (the real one is ours)
 _M = TypeVar("_M")
+
+
+class Verdicts(NamedTuple):
+    """What a batch of reports learnt: the decisions flagged on its trials, and the trials
+    whose attempt no longer owns them (superseded: their lease expired and was handed on)."""
+
+    decisions: dict[int, Decision]
+    superseded: set[int]
 
 
 class ReportChannel:
@@ -30,12 +38,11 @@ class ReportChannel:
 
     # ---- worker side --------------------------------------------------------------------
 
-    def report(self, report: Report, feed_pruner: bool = True) -> int:
-        return self.report_many([report], feed_pruner)[report.number]
+    def report(self, report: Report, feed_pruner: bool = True) -> Verdicts:
+        return self.report_many([report], feed_pruner)
 
-    def report_many(self, reports: Sequence[Report], feed_pruner: bool) -> dict[int, int]:
-        """Record intermediate values in one call; per trial: -1 stale attempt, 1 the
-        controller decided to prune it, 0 go on."""
+    def report_many(self, reports: Sequence[Report], feed_pruner: bool) -> Verdicts:
+        """Record intermediate values in one call; read back each trial's flagged decision."""
         groups: dict[tuple[int, int], list[Report]] = {}
         for report in reports:
             groups.setdefault((report.number, report.attempt), []).append(report)
@@ -47,12 +54,19 @@ class ReportChannel:
             feed = [r.encode() for r in group] if feed_pruner else []
             batch.append((str(number), str(attempt), fields, feed))
         args = [self.keys.meta, "1" if feed_pruner else "0", dumps(batch)]
-        verdicts = script("report").run(self.connection, [self.keys.part("reports")], args)
-        return {number: int(v) for (number, _), v in zip(groups, verdicts, strict=True)}
+        replies = script("report").run(self.connection, [self.keys.part("reports")], args)
+        verdicts = Verdicts({}, set())
+        for (number, _), reply in zip(groups, replies, strict=True):
+            if reply == -1:
+                verdicts.superseded.add(number)
+            elif reply:  # rare: a decision was flagged on this trial
+                for decision in self._decode_all([reply], Decision.decode):
+                    verdicts.decisions[number] = decision
+        return verdicts
 
-    def await_decision(self, number: int, step: int, timeout_s: float) -> int | None:
-        """The controller's verdict on `step` (or a later one) of trial `number`: 1 prune,
-        0 go on, None when none came within `timeout_s`.
+    def await_decision(self, number: int, step: int, timeout_s: float) -> Decision | None:
+        """The controller's decision on `step` (or a later one) of trial `number`, None when
+        none came within `timeout_s`.
 
         Redis times blocking commands out on its own clock tick (100 ms at the default hz),
         far too coarse for a budget of milliseconds: the deadline is kept here, and a wait
@@ -73,9 +87,9 @@ class ReportChannel:
                 popped = link.read_response()
                 if not popped:
                     return None
-                answered, verdict = (text(popped[1]) or "").split()
-                if int(answered) >= step:
-                    return int(verdict)
+                for decision in self._decode_all([bytes(popped[1])], Decision.decode):
+                    if decision.step >= step:
+                        return decision
             return None
         except redis.exceptions.RedisError as exc:
             raise translate(exc) from exc
@@ -105,16 +119,16 @@ class ReportChannel:
         reports = [r for items in raw[1:] for r in self._decode_all(items, Report.decode)]
         return outcomes, reports
 
-    def decide(self, prune: Iterable[int], answers: dict[int, tuple[int, int]]) -> None:
-        """Flag trials to prune (read with their next report) and answer the workers waiting
-        on a decision: trial number -> (step, verdict). One round trip."""
+    def decide(self, flags: Mapping[int, Decision], answers: Mapping[int, Decision]) -> None:
+        """Flag decisions on trials (each trial's next report reads its flag) and answer the
+        workers waiting on a decision about their trial. One round trip."""
         pipe = self.connection.pipeline(transaction=False)
-        for number in prune:
-            pipe.hset(self.keys.trial(number), "prune", "1")
-        for number, (step, verdict) in answers.items():
+        for number, decision in flags.items():
+            pipe.hset(self.keys.trial(number), "decision", decision.encode())
+        for number, decision in answers.items():
             key = self.keys.decision(number)
             pipe.delete(key)  # only the latest answer matters
-            pipe.rpush(key, f"{step} {verdict}")
+            pipe.rpush(key, decision.encode())
             pipe.pexpire(key, _DECISION_TTL_MS)
         pipe.execute()
 

@@ -3,6 +3,7 @@ by workers, requeued when a lease expires, cancelled, and read back."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -10,8 +11,8 @@ from typing import Any
 
 from rq import Queue
 
-from hq_sweep.messages import TrialOutcome, TrialTask, dumps, loads_object
-from hq_sweep.queue.client import Client, text
+from hq_sweep.messages import TrialOutcome, TrialRecord, TrialState, TrialTask, dumps
+from hq_sweep.queue.client import Client
 from hq_sweep.queue.keys import SweepKeys
 from hq_sweep.queue.scripts import script
 
@@ -35,6 +36,32 @@ class Finish:
     metrics_json: str = ""
     failure_kind: str = ""  # e.g. "ValueError", "timeout": counted per kind for status
 
+    def record(self) -> TrialRecord:
+        metrics = json.loads(self.metrics_json) if self.metrics_json else None
+        return TrialRecord.of(self.outcome, self.ended_at, metrics)
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    """What a reap did: trials requeued (workers must be woken for them), and the records of
+    those it failed, past their attempts (the caller tells them: nothing else will)."""
+
+    requeued: int
+    failed: list[TrialRecord]
+
+
+def _record(number: Any, flat: Sequence[bytes]) -> TrialRecord:
+    """A record from a script's HGETALL reply (field, value, field, value, ...)."""
+    pairs = [raw.decode(errors="replace") for raw in flat]
+    return TrialRecord.from_hash(int(number), dict(zip(pairs[::2], pairs[1::2], strict=True)))
+
+
+def _unreadable(record: TrialRecord, worker: str) -> Finish:
+    reason = f"unreadable record: {record.problem or 'no params'}"
+    outcome = TrialOutcome(record.number, record.attempt, TrialState.FAILED, reason=reason,
+                           worker=worker)
+    return Finish(outcome, time.time(), failure_kind="unreadable record")
+
 
 class TrialStore:
     """One sweep's trial records, ready list and leases."""
@@ -53,8 +80,8 @@ class TrialStore:
         total = 0
         for batch in batches:
             for task in batch:
-                record = {"state": "queued", "attempt": 0, "params": dumps(task.params),
-                          "queued_at": now}
+                record = TrialRecord(task.number, TrialState.QUEUED, params=task.params,
+                                     queued_at=now).to_hash()
                 pipe.hset(self.keys.trial(task.number), mapping=record)  # type: ignore[arg-type]
                 total += 1
         pipe.rpush(self.keys.part("ready"), *(t.number for batch in batches for t in batch))
@@ -86,39 +113,46 @@ class TrialStore:
         """Remove the rq jobs still waiting (the sweep is over)."""
         self.rq_queue.empty()
 
-    def reap(self, attempts_allowed: int, limit: int = 1000) -> int:
-        """Requeue trials whose lease expired (or fail them past their attempts)."""
-        keys = [self.keys.part(k) for k in ("leases", "counts", "results", "reasons", "ready")]
+    def reap(self, attempts_allowed: int, limit: int = 1000) -> Reaped:
+        """Requeue trials whose lease expired, or fail them past their attempts."""
+        keys = [self.keys.part(k) for k in ("leases", "counts", "reasons", "ready")]
         args = [self.keys.trial_prefix, attempts_allowed, limit]
-        return int(script("reap").run(self.connection, keys, args))
+        requeued, *flat = script("reap").run(self.connection, keys, args)
+        return Reaped(int(requeued), [_record(n, raw) for n, raw in zip(flat[::2], flat[1::2],
+                                                                          strict=True)])
 
-    def cancel(self, numbers: Sequence[int]) -> int:
+    def cancel(self, numbers: Sequence[int]) -> list[int]:
+        """Withdraw the trials no worker has started; returns those it withdrew."""
         if not numbers:
-            return 0
+            return []
         keys = [self.keys.part("counts"), *(self.keys.trial(n) for n in numbers)]
-        return int(script("cancel").run(self.connection, keys, []))
+        return [int(n) for n in script("cancel").run(self.connection, keys, list(numbers))]
 
     # ---- reading back -------------------------------------------------------------------
 
-    def load_records(self, upto: int) -> list[dict[str, str]]:
+    def load_records(self, upto: int) -> list[TrialRecord]:
         """All trial records 0..upto-1 (for a restarting controller, status and export)."""
         return self.records_for(range(upto))
 
-    def records_for(self, numbers: Iterable[int], chunk: int = 1000) -> list[dict[str, str]]:
-        """The records of these trials, in order ({} for a trial with no record)."""
+    def records_for(self, numbers: Iterable[int], chunk: int = 1000) -> list[TrialRecord]:
+        """The records of these trials, in order (one with no record in Redis says so:
+        `exists` is False)."""
         numbers = list(numbers)
-        records: list[dict[str, str]] = []
+        records: list[TrialRecord] = []
         for start in range(0, len(numbers), chunk):
+            part = numbers[start : start + chunk]
             pipe = self.connection.pipeline(transaction=False)
-            for number in numbers[start : start + chunk]:
+            for number in part:
                 pipe.hgetall(self.keys.trial(number))
-            for raw in pipe.execute():
-                records.append({text(k) or "": text(v) or "" for k, v in raw.items()})
+            for number, raw in zip(part, pipe.execute(), strict=True):
+                stored = {k.decode(errors="replace"): v.decode(errors="replace")
+                          for k, v in raw.items()}
+                records.append(TrialRecord.from_hash(number, stored))
         return records
 
     def params(self, number: int) -> dict[str, Any]:
-        raw = self.connection.hget(self.keys.trial(number), "params")
-        return loads_object(raw, f"trial {number} params") if raw else {}
+        """Trial `number`'s parameters ({} when its record does not hold readable ones)."""
+        return self.records_for([number])[0].params or {}
 
     def intermediate_values(self, numbers: Iterable[int]) -> dict[int, dict[int, float]]:
         numbers = list(numbers)
@@ -133,35 +167,34 @@ class TrialStore:
     # ---- workers ------------------------------------------------------------------------
 
     def claim(self, worker: str, limit: int, lease_s: float) -> list[Claim]:
-        """Take up to `limit` ready trials, leased to `worker`."""
+        """Take up to `limit` ready trials, leased to `worker`. A claimed record that does
+        not read (garbage params) is failed at once, saying why, rather than run."""
         keys = [self.keys.part("counts"), self.keys.part("leases"), self.keys.part("ready")]
         args: list[str | int] = [worker, int(lease_s * 1000), limit, self.keys.trial_prefix]
         flat = script("claim").run(self.connection, keys, args)
-        return [Claim(TrialTask(int(n), loads_object(params, f"trial {n} params")), int(att))
-                for n, att, params in zip(flat[::3], flat[1::3], flat[2::3], strict=True)]
+        claims, unreadable = [], []
+        for number, raw in zip(flat[::2], flat[1::2], strict=True):
+            record = _record(number, raw)
+            if record.problem or record.params is None:
+                unreadable.append(_unreadable(record, worker))
+            else:
+                claims.append(Claim(TrialTask(record.number, record.params), record.attempt))
+        self.finish(unreadable)
+        return claims
 
     def finish(self, finishes: Sequence[Finish]) -> list[bool]:
+        """Record how attempts ended; False where the attempt no longer holds its trial."""
         if not finishes:
             return []
         keys = [self.keys.part(k) for k in ("counts", "results", "leases", "reasons")]
-        args: list[Any] = []
+        batch = []
         for item in finishes:
             out = item.outcome
             keys.append(self.keys.trial(out.number))
-            values = dumps(out.values) if out.values is not None else ""
-            args += [
-                out.number,
-                out.attempt,
-                out.state.value,
-                item.ended_at,
-                values,
-                out.reason or "",
-                item.metrics_json,
-                out.encode(),
-                item.failure_kind,
-                f"{out.duration:.6f}" if out.duration else "",
-            ]
-        return [bool(flag) for flag in script("finish").run(self.connection, keys, args)]
+            batch.append((str(out.number), str(out.attempt), item.record().finish_fields(),
+                          out.encode(), item.failure_kind))
+        flags = script("finish").run(self.connection, keys, [dumps(batch)])
+        return [bool(flag) for flag in flags]
 
     def renew(self, worker: str, held: Sequence[tuple[int, int]], lease_s: float) -> list[bool]:
         """Extend the leases of (number, attempt) pairs; False where the trial is not ours."""

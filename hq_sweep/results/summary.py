@@ -7,7 +7,7 @@ import io
 import json
 from typing import Any
 
-from hq_sweep.messages import TrialState
+from hq_sweep.messages import TrialRecord, TrialState
 from hq_sweep.queue.lock_token import describe_holder
 from hq_sweep.queue.sweep import SweepQueue
 
@@ -47,44 +47,43 @@ def summary(queue: SweepQueue) -> dict[str, Any]:
     }
 
 
-def _timing(record: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
+def _timing(record: TrialRecord) -> tuple[float | None, float | None, float | None]:
     """(started, ended, duration) of a trial's last attempt. The record's started_at is when
     the attempt was claimed, and a worker claims a batch at once, so the objective's own run
     time (`duration`) is the better measure where it exists."""
-    started = float(record["started_at"]) if record.get("started_at") else None
-    ended = float(record["ended_at"]) if record.get("ended_at") else None
-    if record.get("duration") and ended is not None:
-        ran = float(record["duration"])
+    started, ended, ran = record.started_at, record.ended_at, record.duration
+    if ran is not None and ended is not None:
         return ended - ran, ended, ran
     duration = round(ended - started, 6) if started is not None and ended is not None else None
     return started, ended, duration
 
 
 def trial_rows(queue: SweepQueue) -> list[dict[str, Any]]:
-    """Every trial as a JSON-friendly dict, in trial-number order."""
+    """Every trial as a JSON-friendly dict, in trial-number order. A field of a record that
+    does not read shows as unset; the row's reason says what did not read."""
     upto = int(queue.meta.read().get("next") or 0)
     records = queue.trials.load_records(upto)
     intermediate = queue.trials.intermediate_values(range(upto))
-    rows = []
-    for number, record in enumerate(records):
-        started, ended, duration = _timing(record)
-        rows.append(
-            {
-                "number": number,
-                "state": record.get("state"),
-                "values": json.loads(record["values"]) if record.get("values") else None,
-                "params": json.loads(record.get("params") or "{}"),
-                "metrics": json.loads(record["metrics"]) if record.get("metrics") else {},
-                "intermediate_values": intermediate.get(number, {}),
-                "attempt": int(record.get("attempt") or 0),
-                "worker": record.get("worker") or None,
-                "started_at": started,
-                "ended_at": ended,
-                "duration": duration,
-                "reason": record.get("reason") or None,
-            }
-        )
-    return rows
+    return [_row(record, intermediate.get(record.number, {})) for record in records]
+
+
+def _row(record: TrialRecord, intermediate: dict[int, float]) -> dict[str, Any]:
+    started, ended, duration = _timing(record)
+    unreadable = record.problem if record.exists else ""
+    return {
+        "number": record.number,
+        "state": record.state.value if record.state is not None else None,
+        "values": record.values,
+        "params": record.params or {},
+        "metrics": record.metrics or {},
+        "intermediate_values": intermediate,
+        "attempt": record.attempt,
+        "worker": record.worker or None,
+        "started_at": started,
+        "ended_at": ended,
+        "duration": duration,
+        "reason": record.reason or (f"unreadable record: {unreadable}" if unreadable else None),
+    }
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

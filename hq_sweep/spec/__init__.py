@@ -2,5 +2,5 @@
 `SweepSpec` (pydantic) whose errors name their path (`parameters.lr.max`).
 
 Owns parsing, validation, the parameter tree and the `validate` summary. May import only
-pydantic, PyYAML and the standard library: no Optuna, no Redis, nothing else of hq_sweep's.
+pydantic, PyYAML, the standard library and `errors`: no Optuna, no Redis.
 """

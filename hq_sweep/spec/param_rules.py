@@ -1,6 +1,6 @@
 """Validation of one parameter spec, rule for rule as W&B's schema.json states it.
 
-See spec_params.py for the sources. :func:`check_leaf` returns the normalized spec (the
+See param_tree.py for the sources. :func:`check_leaf` returns the normalized spec (the
 distribution made explicit, defaults filled, an Argo range expanded) or every issue found.
 """
 

@@ -5,7 +5,7 @@ frozen :class:`SweepSpec` or raise :class:`SpecError` listing *every* problem, o
 named by path (``parameters.lr.max: must be greater than min (0.1)``). No Optuna here.
 
 Faithful to W&B's sweep engine (wandb/sweeps, ``src/sweeps/config/schema.json`` and friends;
-see spec_params.py / spec_parts.py / spec_checks.py for the rule-by-rule sources):
+see param_tree.py / sections.py / cross_checks.py for the rule-by-rule sources):
 ``method`` and ``parameters`` required; unknown top-level keys refused
 (``additionalProperties: false``) except hq-sweep's own; strict JSON types (``"5"`` is not a
 number, and PyYAML, like W&B's loader, reads ``1e-5`` as text).
@@ -127,7 +127,7 @@ def _command(value: Any) -> list[str]:
 
 
 def _priors(value: Any) -> list[Any]:
-    """A list; its items are checked with the parameters (spec_checks), so that a bad item
+    """A list; its items are checked with the parameters (cross_checks), so that a bad item
     does not hide the problems of the others."""
     if value is None:
         return []

@@ -14,7 +14,7 @@ from typing import Any
 
 from optuna import TrialPruned
 
-from hq_sweep.messages import Report, TrialOutcome, TrialState, dumps
+from hq_sweep.messages import Decision, Report, TrialOutcome, TrialState, dumps
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.trials import Claim, Finish
 from hq_sweep.worker.reports import ReportBuffer
@@ -60,9 +60,6 @@ class TrialExecutor:
         self.current: Claim | None = None
         self.started = 0.0
         self.last_report_at = 0.0
-        # Written by the heartbeat thread, read on every report: a set's add and `in` are
-        # atomic, so no lock on this hot path.
-        self._superseded: set[int] = set()
         self.reports = ReportBuffer(queue.reports, feed_pruner)
 
     def execute(self, claim: Claim) -> Finish | None:
@@ -125,21 +122,27 @@ class TrialExecutor:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
 
-    def _report(self, claim: Claim, step: int, value: float) -> int:
+    def _report(self, claim: Claim, step: int, value: float) -> Decision | None:
         number = claim.task.number
-        if number in self._superseded:
-            return -1
+        superseded = self.reports.superseded
+        if number in superseded:
+            raise AttemptSuperseded(f"trial {number} attempt {claim.attempt} superseded")
         report = Report(number, claim.attempt, step, value)
         if not self.reports.feed_pruner:
-            return self.reports.add(report)
-        step_s = time.monotonic() - self.last_report_at
-        verdict = self.reports.add(report, step_s)
-        self.last_report_at = time.monotonic()  # time spent waiting is not the next step's
-        return verdict
+            decision = self.reports.add(report)
+        else:
+            step_s = time.monotonic() - self.last_report_at
+            decision = self.reports.add(report, step_s)
+            self.last_report_at = time.monotonic()  # time spent waiting is not the next step's
+        if number in superseded:  # the send just learnt it
+            raise AttemptSuperseded(f"trial {number} attempt {claim.attempt} superseded")
+        return decision
 
     def mark_superseded(self, number: int) -> None:
-        """The heartbeat learnt this trial is no longer ours: its next report aborts it."""
-        self._superseded.add(number)
+        """The heartbeat learnt this trial is no longer ours: its next report aborts it.
+        (Written by the heartbeat thread, read on every report: a set's add and `in` are
+        atomic, so no lock on this hot path.)"""
+        self.reports.superseded.add(number)
 
     def overran(self, grace_s: float) -> bool:
         """The current trial is past its timeout plus grace: the alarm did not stop it."""

@@ -22,9 +22,11 @@ from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.spec.param_tree import nest
 from hq_sweep.spec.sweep import SweepSpec, parse_spec
 from hq_sweep.worker.executor import TrialExecutor
+from hq_sweep.worker.heartbeat import Heartbeat
 from hq_sweep.worker.trial import WorkerContext
 from hq_sweep.worker.usercode import Objective, UserCode, UserCodeError, load_user_code
-from hq_sweep.worker.warm_loop import Heartbeat, TrialRunner, WarmWorker, WorkerOptions, rss_mb
+from hq_sweep.worker.walltime import guard_for
+from hq_sweep.worker.warm_loop import TrialRunner, WarmWorker, WorkerOptions, rss_mb
 
 log = logging.getLogger("hq_sweep.worker.warm_loop")
 
@@ -140,7 +142,7 @@ def run_worker(
     nest_params = functools.partial(nest, spec.parameter_paths())
     executor = TrialExecutor(queue, name, code.objective, state, nest_params,
                              [m.name for m in spec.objectives()], timeout, feed_pruner=prunes)
-    runner = TrialRunner(queue, name, executor, options)
+    runner = TrialRunner(queue, name, executor, options, guard_for(job))
     if early.code is not None:
         log.warning("%s: stopped before taking a trial (%s)", name, exitcodes.describe(early.code))
         return early.code

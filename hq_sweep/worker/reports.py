@@ -7,7 +7,7 @@ import threading
 import time
 
 from hq_sweep.errors import RedisUnavailable
-from hq_sweep.messages import Report
+from hq_sweep.messages import Decision, Report
 from hq_sweep.queue.reports import ReportChannel
 from hq_sweep.worker.decision_wait import DecisionWaits
 
@@ -31,32 +31,35 @@ class ReportBuffer:
         # passed (at most one round trip per 5 ms of training, ~3%); without one, batch more.
         self.interval_s = 0.005 if feed_pruner else 0.05
         self.items: list[Report] = []
-        self.verdicts: dict[int, int] = {}  # trial number -> -1 superseded, 1 prune, 0 go on
+        self.decisions: dict[int, Decision] = {}  # trial number -> latest decision known
+        self.superseded: set[int] = set()  # trials this worker's attempt no longer owns
         self.last_send = 0.0
         self.lock = threading.Lock()
         self.waits = DecisionWaits()
         self.last_steps: dict[int, int] = {}  # trial number -> step of its previous report
         self.unreachable = False  # the last send failed: Redis is away
 
-    def add(self, report: Report, step_s: float = 0.0) -> int:
-        """Queue `report` (which ended a step of `step_s` seconds); the verdict known now."""
+    def add(self, report: Report, step_s: float = 0.0) -> Decision | None:
+        """Queue `report` (which ended a step of `step_s` seconds); the decision known now.
+        Whether the attempt was superseded shows in `superseded` after the call."""
         if not self.feed_pruner:  # the common, hot path: append, send now and then
             self._queue_up(report, at_once=False)
-            return self.verdicts.get(report.number, 0)
+            return self.decisions.get(report.number)
         wait_s = self.waits.budget(report.step, step_s)
         if wait_s:
             report = report._replace(awaits=True)
         self._queue_up(report, at_once=bool(wait_s))
-        verdict = self.verdicts.get(report.number, 0)
+        decision = self.decisions.get(report.number)
         decided_step = self.last_steps.get(report.number, report.step)  # a late decision's
-        if wait_s and verdict == 0 and not self.unreachable:
-            verdict, decided_step = self._await(report, wait_s), report.step
+        waiting = decision is None or not decision.prunes
+        if wait_s and waiting and not self.unreachable and report.number not in self.superseded:
+            decision, decided_step = self._await(report, wait_s) or decision, report.step
         self.last_steps[report.number] = report.step
-        if verdict >= 0:
+        if report.number not in self.superseded:
             self.waits.observe(report.step, pruned=False)
-            if verdict == 1:
+            if decision is not None and decision.prunes:
                 self.waits.observe(decided_step, pruned=True)
-        return verdict
+        return decision
 
     def _queue_up(self, report: Report, at_once: bool) -> None:
         with self.lock:
@@ -70,17 +73,16 @@ class ReportBuffer:
                     log.warning("reports wait for Redis (%s); training goes on", exc)
                     self.unreachable = True
 
-    def _await(self, report: Report, wait_s: float) -> int:
+    def _await(self, report: Report, wait_s: float) -> Decision | None:
         began = time.monotonic()
         try:
-            verdict = self.channel.await_decision(report.number, report.step, wait_s)
+            decision = self.channel.await_decision(report.number, report.step, wait_s)
         except RedisUnavailable:
-            verdict = None  # no decision now; it comes with a later report
-        answered = verdict is not None
-        self.waits.waited(time.monotonic() - began, answered)
-        if verdict:
-            self.verdicts[report.number] = verdict
-        return verdict or 0
+            decision = None  # no decision now; it comes with a later report
+        self.waits.waited(time.monotonic() - began, decision is not None)
+        if decision is not None:
+            self.decisions[report.number] = decision
+        return decision
 
     def send(self) -> None:
         """Send what is buffered; on a Redis error the reports stay buffered (resending is
@@ -96,10 +98,10 @@ class ReportBuffer:
             with self.lock:
                 self.items[:0] = items
             raise
-        for number, verdict in verdicts.items():
-            if verdict != 0:
-                self.verdicts[number] = verdict
+        self.decisions.update(verdicts.decisions)
+        self.superseded |= verdicts.superseded
 
     def forget(self, number: int) -> None:
-        self.verdicts.pop(number, None)
+        self.decisions.pop(number, None)
+        self.superseded.discard(number)
         self.last_steps.pop(number, None)

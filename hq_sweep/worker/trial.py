@@ -10,6 +10,7 @@ from typing import Any
 from optuna import TrialPruned
 
 from hq_sweep.env import JobEnvironment
+from hq_sweep.messages import Decision
 
 
 class UndeclaredParameter(KeyError):
@@ -49,8 +50,9 @@ class WorkerContext:
         return self.job.gpu
 
 
-# report(step, value) -> -1 stale attempt, 0 go on, 1 prune
-Reporter = Callable[[int, float], int]
+# report(step, value) -> the controller's latest decision on the trial, if any; raises
+# AttemptSuperseded when this attempt no longer owns the trial.
+Reporter = Callable[[int, float], Decision | None]
 
 
 class Trial:
@@ -84,10 +86,8 @@ class Trial:
         value = float(value)
         step = int(step)
         if math.isfinite(value):
-            verdict = self._reporter(step, value)
-            if verdict < 0:
-                raise AttemptSuperseded(f"trial {self.number} attempt {self.attempt} superseded")
-            self._prune = verdict == 1
+            decision = self._reporter(step, value)
+            self._prune = decision is not None and decision.prunes
         self.last_step, self.last_value = step, value
         if self._prune:
             raise TrialPruned(f"pruned at step {step}")

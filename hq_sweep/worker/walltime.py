@@ -86,14 +86,7 @@ class WalltimeGuard:
         return False
 
 
-_guard: WalltimeGuard | None = None
-
-
-def guard() -> WalltimeGuard:
-    """This process's guard (workers are one process each, and run_batch is called often)."""
-    global _guard
-    if _guard is None:
-        job = JobEnvironment.from_env()
-        margin = float(os.environ.get(MARGIN_VAR) or DEFAULT_MARGIN_S)
-        _guard = WalltimeGuard(job.job_id if job.under_slurm else None, margin_s=margin)
-    return _guard
+def guard_for(job: JobEnvironment) -> WalltimeGuard:
+    """The guard of a worker running in `job` (off outside Slurm); one per worker process."""
+    margin = float(os.environ.get(MARGIN_VAR) or DEFAULT_MARGIN_S)
+    return WalltimeGuard(job.job_id if job.under_slurm else None, margin_s=margin)

@@ -28,12 +28,11 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from hq_sweep import exitcodes
-from hq_sweep.messages import TrialOutcome, TrialState
 from hq_sweep.queue.retry import patiently
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.trials import Claim, Finish
-from hq_sweep.worker import walltime
 from hq_sweep.worker.executor import TrialExecutor
+from hq_sweep.worker.walltime import WalltimeGuard
 
 log = logging.getLogger("hq_sweep.worker.warm_loop")
 
@@ -68,11 +67,12 @@ class TrialRunner:
     """Runs claimed trials with the warm state and records how each attempt ended."""
 
     def __init__(self, queue: SweepQueue, name: str, executor: TrialExecutor,
-                 options: WorkerOptions) -> None:
+                 options: WorkerOptions, walltime: WalltimeGuard | None = None) -> None:
         self.queue = queue
         self.name = name
         self.executor = executor
         self.options = options
+        self.walltime = walltime or WalltimeGuard(job_id=None)  # None: not in a Slurm job
         self.trials_run = 0
         self.stop_code: int | None = None
         self.held: dict[int, Claim] = {}  # claimed, result not yet recorded
@@ -86,7 +86,7 @@ class TrialRunner:
         """Take up to `batch` ready trials at a time and run them, until none are ready."""
         total = 0
         while self.stop_code is None:
-            if not walltime.guard().allows(self.trials_run, batch):  # inside a Slurm job only
+            if not self.walltime.allows(self.trials_run, batch):  # inside a Slurm job only
                 self.stop(exitcodes.WALLTIME)
                 break
             claims: list[Claim] = self._redis("claim", lambda: self.queue.trials.claim(
@@ -249,54 +249,3 @@ class WarmWorker(SimpleWorker):
                         self.name)
         self.runner.stop(exitcodes.WALLTIME)
         self._stop_requested = True
-
-
-class Heartbeat(threading.Thread):
-    """Keeps this worker's leases alive from a thread the objective cannot block, and
-    replaces the process when a trial overran its timeout and could not be interrupted."""
-
-    def __init__(self, runner: TrialRunner, info: dict[str, Any]) -> None:
-        super().__init__(name="hq-sweep-heartbeat", daemon=True)
-        self.runner, self.info = runner, info
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        runner = self.runner
-        while True:
-            try:
-                self.beat()
-            except Exception as exc:  # a Redis hiccup must not kill the heartbeat
-                log.warning("%s: heartbeat failed: %s", runner.name, exc)
-            if runner.executor.overran(runner.options.timeout_grace_s):
-                self._replace_hung_worker()
-            if self.stopped.wait(runner.options.heartbeat_s):
-                return
-
-    def beat(self) -> None:
-        runner = self.runner
-        runner.queue.workers.heartbeat(runner.name, self.info)
-        with runner.lock:
-            held = [(c.task.number, c.attempt) for c in runner.held.values()]
-        kept = runner.queue.trials.renew(runner.name, held, runner.options.lease_s)
-        for (number, _), ok in zip(held, kept, strict=True):
-            if not ok:
-                runner.executor.mark_superseded(number)
-
-    def _replace_hung_worker(self) -> None:
-        runner = self.runner
-        current = runner.executor.current
-        if current is None:
-            return
-        log.error("%s: trial %d overran its timeout and cannot be interrupted; replacing "
-                  "this worker", runner.name, current.task.number)
-        outcome = TrialOutcome(current.task.number, current.attempt, TrialState.FAILED,
-                               reason="timeout (uninterruptible; worker replaced)",
-                               worker=runner.name)
-        with runner.lock:
-            runner.pending.append(Finish(outcome, time.time(), failure_kind="timeout"))
-        runner.executor.current = None
-        runner.abandon(exitcodes.HUNG)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join(timeout=self.runner.options.heartbeat_s + 1)

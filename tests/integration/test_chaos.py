@@ -82,7 +82,8 @@ class Sweep:
         leases = cast(list[bytes], self.queue.connection.zrange(f"{self.queue.keys.meta}:leases",
                                                                 0, -1))
         running = [int(n) for n in leases]
-        return any(r.get("worker") in names and time.time() - float(r["started_at"]) < within_s
+        return any(r.worker in names and r.started_at is not None
+                   and time.time() - r.started_at < within_s
                    for r in self.queue.trials.records_for(running))
 
     def finish(self, timeout: float = 120) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from hq_sweep.queue.client import connect
 from tests.integration.helpers import cli_env, finished_rows, hq, write_sweep
 
 pytestmark = pytest.mark.integration
@@ -74,3 +77,70 @@ def test_worker_whose_module_fails_to_import_aborts_run_clearly(
     result = hq(["run", str(spec), "--workers", "1"], cli_env(redis_url, tmp_path), timeout=60)
     assert result.returncode == 1
     assert "workers exited" in result.stderr and "Traceback" not in result.stderr
+
+
+STORED_RECORDS = {  # as the scripts leave them (2 has no record at all)
+    0: {"state": "complete", "attempt": "1", "params": '{"x":0.5,"n":2}', "queued_at": "10.25",
+        "worker": "w0", "started_at": "11.5", "ended_at": "12.625", "duration": "0.125",
+        "values": "[1.5]", "metrics": '{"acc":0.75}'},
+    1: {"state": "pruned", "attempt": "2", "params": '{"x":0.25,"n":1}', "worker": "w1",
+        "started_at": "13.0", "ended_at": "14.5", "values": "[7]", "reason": "pruned at step 3"},
+    3: {"state": "failed", "attempt": "1", "params": '{"x":1,"n":3}', "started_at": "20.0",
+        "ended_at": "21.0", "duration": "0.000000", "reason": "ValueError: bad\\nline"},
+    4: {"state": "cancelled", "attempt": "0", "params": '{"x":0.125,"n":1}', "queued_at": "9.5"},
+    5: {"state": "running", "attempt": "1", "params": '{"x":0.75,"n":2}', "worker": "",
+        "started_at": "30.0", "lease": "31000"},
+}
+EXPORTED_CSV = (  # what exports have always printed for these records, byte for byte
+    "number,state,value,attempt,worker,started_at,ended_at,duration,reason,params.n,params.x\r\n"
+    "0,complete,1.5,1,w0,12.5,12.625,0.125,,2,0.5\r\n"
+    "1,pruned,7,2,w1,13.0,14.5,1.5,pruned at step 3,1,0.25\r\n"
+    "2,,,0,,,,,,,\r\n"
+    "3,failed,,1,,21.0,21.0,0.0,ValueError: bad\\nline,3,1\r\n"
+    "4,cancelled,,0,,,,,,1,0.125\r\n"
+    "5,running,,1,,30.0,,,,2,0.75\r\n")
+
+
+def _row(number: int, state: str | None, **fields: object) -> dict[str, object]:
+    return {"number": number, "state": state, "values": None, "params": {}, "metrics": {},
+            "intermediate_values": {}, "attempt": 0, "worker": None, "started_at": None,
+            "ended_at": None, "duration": None, "reason": None, **fields}
+
+
+EXPORTED_ROWS = [
+    _row(0, "complete", values=[1.5], params={"x": 0.5, "n": 2}, metrics={"acc": 0.75},
+         intermediate_values={0: 0.5, 1: 0.25}, attempt=1, worker="w0", started_at=12.5,
+         ended_at=12.625, duration=0.125),
+    _row(1, "pruned", values=[7], params={"x": 0.25, "n": 1}, attempt=2, worker="w1",
+         started_at=13.0, ended_at=14.5, duration=1.5, reason="pruned at step 3"),
+    _row(2, None),
+    _row(3, "failed", params={"x": 1, "n": 3}, attempt=1, started_at=21.0, ended_at=21.0,
+         duration=0.0, reason="ValueError: bad\\nline"),
+    _row(4, "cancelled", params={"x": 0.125, "n": 1}),
+    _row(5, "running", params={"x": 0.75, "n": 2}, attempt=1, started_at=30.0),
+]
+
+
+def test_export_prints_stored_records_exactly_as_it_always_has(
+    redis_url: str, tmp_path: Path
+) -> None:
+    connection = connect(redis_url)
+    for number, stored in STORED_RECORDS.items():
+        connection.hset(f"hqs:s:e:t:{number}", mapping=stored)  # type: ignore[arg-type]
+    connection.hset("hqs:s:e", mapping={"next": 6, "state": "finished"})
+    connection.hset("hqs:s:e:iv:0", mapping={"0": "0.5", "1": "0.25"})
+    env = cli_env(redis_url, tmp_path)
+
+    def export(fmt: str) -> bytes:  # bytes: no newline translation between us and the CLI
+        return subprocess.run([sys.executable, "-m", "hq_sweep", "export", "--sweep", "e",
+                               "--format", fmt], env=env, capture_output=True, check=True,
+                              timeout=60).stdout
+    assert export("csv") == EXPORTED_CSV.encode()
+    assert export("json") == (json.dumps(EXPORTED_ROWS, indent=1) + "\n").encode()
+    # A record that does not read costs its row nothing but what did not read, and says so:
+    connection.hset("hqs:s:e:t:1", mapping={"values": "[oops", "metrics": "{}"})
+    [row] = [r for r in finished_rows(redis_url, "e") if r["number"] == 1]
+    assert row == {**EXPORTED_ROWS[1], "values": None, "reason": "pruned at step 3"}
+    connection.hdel("hqs:s:e:t:1", "reason")
+    [row] = [r for r in finished_rows(redis_url, "e") if r["number"] == 1]
+    assert row["reason"] == "unreadable record: values '[oops' does not read"

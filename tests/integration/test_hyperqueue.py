@@ -6,6 +6,7 @@ real HQ program tasks on one HQ worker that offers 4 CPUs.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -125,6 +126,30 @@ def test_stop_without_hq_binary_says_how_to_cancel(
     assert launcher.exit_codes() == [None]
     launcher.stop(grace_s=0)
     assert any(f"hq job cancel {launcher.job_ids[0]}" in e for e in events), events
+
+
+@pytest.mark.timeout(60)
+def test_stopping_signal_is_a_cancel_done_by_the_next_poll(
+    tmp_path: Path, hq_server_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("hq_sweep.launchers.hyperqueue.shutil.which", lambda name: None)
+    events, on_event = _events()
+    launcher = HyperQueueLauncher(1, "redis://:not-a-real-secret@127.0.0.1:1/0", "later",
+                                  server_dir=hq_server_dir, log_dir=tmp_path / "logs",
+                                  on_event=on_event)
+    launcher.start()
+    assert launcher.describe().startswith(f"1 workers as HyperQueue jobs {launcher.job_ids[0]}")
+    launcher.signal_all(signal.SIGHUP)  # not a stopping signal: HQ cannot pass it on
+    assert not launcher.wait(0.5)
+    assert events == ["signal 1 cannot be passed on to HyperQueue tasks; ignored"]
+    launcher.signal_all(signal.SIGTERM)
+    assert len(events) == 1  # a signal handler only records it: nothing blocks in there
+    # No `hq` binary: the next pass says how to cancel and stops supervising, so the CLI's
+    # wait(None) returns instead of waiting for the sweep.
+    assert launcher.wait(5)
+    assert f"hq job cancel {launcher.job_ids[0]}" in events[1], events
+    assert launcher.exit_codes() == [None]
+    assert launcher.gave_up() == []
 
 
 def test_failure_text_parsing() -> None:

@@ -260,6 +260,8 @@ def test_signal_all_reaches_every_worker(fake: Fake, launchers: list[LocalLaunch
     launcher.start()
     supervise_until(launcher, lambda: all(fake.starts(r) for r in range(3)), "three workers")
     pids = sorted(p.pid for p in launcher.processes)
+    assert launcher.describe() == (
+        f"3 workers (pids {', '.join(str(p.pid) for p in launcher.processes)})")
     launcher.signal_all(signal.SIGTERM)
     assert launcher.wait(10.0)
     assert sorted(pid for _, pid in fake.signalled()) == pids

@@ -12,13 +12,14 @@ import pytest
 
 from hq_sweep.controller.loop import Controller, ControllerOptions
 from hq_sweep.controller.samplers_pruners import build_pruner
-from hq_sweep.messages import Report, TrialOutcome, TrialState
+from hq_sweep.messages import Action, Decision, Report, TrialOutcome, TrialState
 from hq_sweep.queue.client import connect
 from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.trials import Finish
 from hq_sweep.spec.sweep import SweepSpec, parse_spec
 
+GO_ON, PRUNE = Action.CONTINUE, Action.PRUNE
 pytestmark = pytest.mark.integration
 TRIALS, STEPS = 12, 6
 
@@ -91,9 +92,11 @@ def through_hq_sweep(redis_url: str, spec: SweepSpec) -> dict[int, int | None]:
 def run_one(queue: SweepQueue, controller: Controller, number: int, attempt: int) -> int | None:
     pruned_at = None
     for step, value in enumerate(curve(number)):
-        assert queue.reports.report(Report(number, attempt, step, value)) >= 0
+        assert not queue.reports.report(Report(number, attempt, step, value)).superseded
         controller.step()  # the controller reads the report and decides
-        if queue.trials.records_for([number])[0].get("prune") == "1":
+        flagged = queue.trials.records_for([number])[0].decision
+        if flagged is not None and flagged.prunes:
+            assert flagged == Decision(step, PRUNE)  # decided on the step just reported
             pruned_at = step
             break
     state = TrialState.PRUNED if pruned_at is not None else TrialState.COMPLETE
@@ -131,8 +134,8 @@ def test_controller_answers_a_report_that_waits_and_only_that(redis_url: str) ->
     queue.reports.report(Report(second.task.number, second.attempt, 0, 2.0, awaits=True))
     controller.step()
     # under the threshold:
-    assert queue.reports.await_decision(first.task.number, 0, timeout_s=5) == 0
-    assert queue.reports.await_decision(second.task.number, 0, timeout_s=5) == 1
+    assert queue.reports.await_decision(first.task.number, 0, timeout_s=5) == Decision(0, GO_ON)
+    assert queue.reports.await_decision(second.task.number, 0, timeout_s=5) == Decision(0, PRUNE)
     # An answer names its step: a wait for a later step does not take an older answer.
     queue.reports.report(Report(first.task.number, first.attempt, 1, 0.5))  # not waiting: no answer
     controller.step()
@@ -148,5 +151,5 @@ def test_a_decision_wait_keeps_its_own_deadline(redis_url: str) -> None:
         assert queue.reports.await_decision(0, 0, timeout_s=0.02) is None
         assert time.monotonic() - began < 0.08
     assert queue.connection.ping()  # the dropped link reconnects for the next command
-    queue.reports.decide([], {0: (3, 1)})
-    assert queue.reports.await_decision(0, 3, timeout_s=5) == 1
+    queue.reports.decide({}, {0: Decision(3, PRUNE)})
+    assert queue.reports.await_decision(0, 3, timeout_s=5) == Decision(3, PRUNE)

@@ -25,11 +25,19 @@ from hq_sweep.env import (
     tres_per_node_gpus,
 )
 from hq_sweep.errors import HqSweepError
-from hq_sweep.launchers.slurm import (
+from hq_sweep.launchers.hyperqueue import HyperQueueLauncher
+from hq_sweep.launchers.local import LocalLauncher
+from hq_sweep.launchers.registry import (
+    Launcher,
+    LauncherError,
     LauncherName,
+    launcher_kind,
+    make_launcher,
+)
+from hq_sweep.launchers.slurm import (
     Placement,
     SlurmLauncher,
-    launcher_kind,
+    from_allocation,
     parse_steps,
     plan_workers,
     srun_command,
@@ -185,6 +193,36 @@ def test_auto_launcher_is_slurm_only_inside_an_allocation(
     assert launcher_kind("hq") == "hq"
     monkeypatch.setenv("SLURM_JOB_ID", "7")
     assert launcher_kind(LauncherName.AUTO) == "slurm"
+
+
+def test_every_launcher_name_makes_a_launcher_and_auto_resolves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    url = "redis://:x@127.0.0.1:1/0"
+    local = make_launcher("auto", url, "s", workers=3)
+    assert isinstance(local, Launcher)
+    assert type(local) is LocalLauncher and local.count == 3
+    default = make_launcher(LauncherName.LOCAL, url, None)
+    assert isinstance(default, LocalLauncher) and default.count == 2
+    with pytest.raises(LauncherError, match="not inside a Slurm allocation"):
+        make_launcher("slurm", url, "s")  # outside salloc: one clear line
+    hq = make_launcher("hq", url, "s", workers_per_gpu=2, cpus_per_worker=3)
+    assert isinstance(hq, Launcher) and isinstance(hq, HyperQueueLauncher)
+    assert (hq.count, hq.gpus_per_worker, hq.cpus_per_worker) == (2, 1, 3)
+    with pytest.raises(ValueError):
+        make_launcher("nope", url, "s")
+
+
+def test_slurm_launcher_from_a_recorded_allocation_is_a_launcher() -> None:
+    launcher = from_allocation("redis://:x@127.0.0.1:1/0", "s", workers=3,
+                               allocation=gpu_nodes())
+    assert isinstance(launcher, Launcher)
+    assert launcher.count == 3 and launcher.job_id == "3"
+    assert launcher.describe() == "3 workers as Slurm steps: n1:gpu0, n2:gpu0, n1:gpu1"
+    empty = Allocation("9", ())
+    with pytest.raises(LauncherError, match="no room for a worker"):
+        from_allocation("redis://:x@127.0.0.1:1/0", "s", allocation=empty)
 
 
 class Clock:

@@ -8,6 +8,7 @@ import pytest
 
 from hq_sweep.errors import RedisUnavailable
 from hq_sweep.messages import Report
+from hq_sweep.queue.reports import Verdicts
 from hq_sweep.worker.reports import ReportBuffer
 
 pytestmark = pytest.mark.timeout(10)
@@ -20,12 +21,12 @@ class FlakyChannel:
         self.failures = failures
         self.received: list[Report] = []
 
-    def report_many(self, reports: Sequence[Report], feed_pruner: bool) -> dict[int, int]:
+    def report_many(self, reports: Sequence[Report], feed_pruner: bool) -> Verdicts:
         if self.failures:
             self.failures -= 1
             raise RedisUnavailable("connection refused")
         self.received += reports
-        return {r.number: 0 for r in reports}
+        return Verdicts({}, set())
 
 
 def test_reports_survive_a_redis_blip_and_arrive_in_order() -> None:
@@ -33,7 +34,7 @@ def test_reports_survive_a_redis_blip_and_arrive_in_order() -> None:
     buffer = ReportBuffer(queue, feed_pruner=False)  # type: ignore[arg-type]
     buffer.interval_s = 0.0  # send on every report
     for step in range(4):
-        assert buffer.add(Report(7, 1, step, float(step))) == 0  # no exception reaches a trial
+        assert buffer.add(Report(7, 1, step, float(step))) is None  # no exception reaches a trial
     assert [r.step for r in queue.received] == [0, 1, 2, 3]
     assert not buffer.unreachable
 

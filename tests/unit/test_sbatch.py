@@ -118,8 +118,8 @@ def test_scripts_copy_is_the_default_template() -> None:
     if UPDATE:
         copy.write_text(DEFAULT_TEMPLATE, encoding="utf-8")
     assert copy.read_text(encoding="utf-8") == DEFAULT_TEMPLATE, (
-        "scripts/sbatch_template.sh must equal DEFAULT_TEMPLATE in hq_sweep/launchers/sbatch.py "
-        "(HQ_SWEEP_UPDATE_GOLDEN=1 copies it)"
+        "scripts/sbatch_template.sh must equal DEFAULT_TEMPLATE in "
+        "hq_sweep/launchers/batch/script.py (HQ_SWEEP_UPDATE_GOLDEN=1 copies it)"
     )
 
 

@@ -13,17 +13,17 @@ SPACE: dict[str, BaseDistribution] = {"x": FloatDistribution(0, 1), "n": IntDist
 LATENT = {"x": 0.25, "n": 3}
 
 
-@pytest.mark.parametrize(("state", "record", "optuna_state", "values"), [
-    (TrialState.COMPLETE, {"values": "[0.5]"}, optuna.trial.TrialState.COMPLETE, [0.5]),
-    (TrialState.PRUNED, {}, optuna.trial.TrialState.PRUNED, None),
-    (TrialState.FAILED, {}, optuna.trial.TrialState.FAIL, None),
+@pytest.mark.parametrize(("state", "stored", "optuna_state", "values"), [
+    (TrialState.COMPLETE, [0.5], optuna.trial.TrialState.COMPLETE, [0.5]),
+    (TrialState.PRUNED, [0.25], optuna.trial.TrialState.PRUNED, None),  # a pruned trial's last
+    (TrialState.FAILED, None, optuna.trial.TrialState.FAIL, None),
 ])
 def test_a_loaded_trial_is_what_create_trial_makes(
-    state: TrialState, record: dict[str, str], optuna_state: optuna.trial.TrialState,
+    state: TrialState, stored: list[float] | None, optuna_state: optuna.trial.TrialState,
     values: list[float] | None,
 ) -> None:
     intermediate = {0: 0.9, 1: 0.7}
-    ours = finished_trial(SPACE, dict(LATENT), state, record, intermediate)
+    ours = finished_trial(SPACE, dict(LATENT), state, stored, intermediate)
     theirs = optuna.trial.create_trial(state=optuna_state, values=values, params=dict(LATENT),
                                        distributions=dict(SPACE),
                                        intermediate_values=intermediate)
@@ -34,8 +34,7 @@ def test_a_loaded_trial_is_what_create_trial_makes(
 
 def test_the_stored_trial_is_a_plain_one_that_later_copies_copy_deeply() -> None:
     study = optuna.create_study()
-    study.add_trial(finished_trial(SPACE, dict(LATENT), TrialState.COMPLETE,
-                                   {"values": "[0.5]"}, {0: 1.0}))
+    study.add_trial(finished_trial(SPACE, dict(LATENT), TrialState.COMPLETE, [0.5], {0: 1.0}))
     stored = study.get_trials(deepcopy=False)[0]
     assert type(stored) is optuna.trial.FrozenTrial and stored.number == 0
     copied = study.trials[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from optuna import TrialPruned
 
+from hq_sweep.messages import Action, Decision
 from hq_sweep.worker.trial import AttemptSuperseded, Trial, UndeclaredParameter
 from hq_sweep.worker.usercode import InvalidResult, UserCodeError, load_user_code, normalize_result
 
@@ -49,8 +50,16 @@ def test_load_user_code_by_path_and_errors(tmp_path: Path) -> None:
 
 
 def _trial(verdicts: list[int]) -> Trial:
+    """A trial whose reports get these verdicts: 0 go on, 1 prune, -1 superseded."""
+
+    def reporter(step: int, value: float) -> Decision | None:
+        verdict = verdicts.pop(0)
+        if verdict < 0:
+            raise AttemptSuperseded("superseded")
+        return Decision(step, Action.PRUNE) if verdict else None
+
     return Trial(4, 1, {"lr": 0.1, "model.depth": 3}, {"lr": 0.1, "model": {"depth": 3}},
-                 lambda step, value: verdicts.pop(0))
+                 reporter)
 
 
 def test_trial_suggest_returns_assigned_values() -> None:

@@ -7,28 +7,28 @@
 -- KEYS[3]  hqs:s:{id}:ready    LIST  numbers of queued trials, oldest first
 -- ARGV[1] worker name   ARGV[2] lease length (ms)   ARGV[3] most trials to take
 -- ARGV[4] trial key prefix (hqs:s:{id}:t:) — records hqs:s:{id}:t:{num} are found by number
---         (state, attempt, worker, started_at, lease set; params read), single-node Redis
--- Returns a flat array {number, attempt, params JSON, ...}. Numbers whose trial is no longer
--- queued (cancelled) are dropped from the list and skipped.
+--         (state, attempt, worker, started_at, lease set), single-node Redis
+-- Returns a flat array {number, record, ...}: each claimed trial's whole record as HGETALL
+-- gives it, after the claim (`messages.TrialRecord` decodes it). Numbers whose trial is no
+-- longer queued (cancelled) are dropped from the list and skipped.
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local deadline = now_ms + tonumber(ARGV[2])
 local claimed = {}
 local wanted = tonumber(ARGV[3])
-while #claimed < wanted * 3 do
+while #claimed < wanted * 2 do
   local number = redis.call('LPOP', KEYS[3])
   if not number then break end
   local key = ARGV[4] .. number
   if redis.call('HGET', key, 'state') == 'queued' then
-    local attempt = redis.call('HINCRBY', key, 'attempt', 1)
+    redis.call('HINCRBY', key, 'attempt', 1)
     redis.call('HSET', key, 'state', 'running', 'worker', ARGV[1],
                'started_at', string.format('%.3f', now_ms / 1000), 'lease', deadline)
     redis.call('ZADD', KEYS[2], deadline, number)
     redis.call('HINCRBY', KEYS[1], 'queued', -1)
     redis.call('HINCRBY', KEYS[1], 'running', 1)
     claimed[#claimed + 1] = tonumber(number)
-    claimed[#claimed + 1] = attempt
-    claimed[#claimed + 1] = redis.call('HGET', key, 'params')
+    claimed[#claimed + 1] = redis.call('HGETALL', key)
   end
 end
 return claimed

@@ -1,0 +1,190 @@
+"""Optuna's ask/tell as a `Strategy`: the study in memory, samplers and pruners at in-memory
+speed, grid points and priors asked first with their parameters fixed."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState as OptunaState
+
+from hq_sweep.controller.fast_tell import tell
+from hq_sweep.controller.rebuild import rebuild_study
+from hq_sweep.controller.samplers_pruners import build_pruner, build_sampler, study_directions
+from hq_sweep.controller.space import SearchSpace, build_space
+from hq_sweep.controller.strategy._base import Best, Decisions, History, Stop
+from hq_sweep.messages import Action, Decision, Report, TrialOutcome, TrialState, TrialTask
+from hq_sweep.spec.sweep import SweepSpec
+
+log = logging.getLogger("hq_sweep.controller.loop")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class OptunaAskTell:
+    """One Optuna study, asked ahead and told each outcome once (a `Strategy`)."""
+
+    def __init__(self, spec: SweepSpec, study_name: str, seed: int | None = None) -> None:
+        self.space: SearchSpace = build_space(spec)
+        self.study = optuna.create_study(
+            # Named after the sweep: Hyperband's brackets hash the study name, so a restarted
+            # controller must rebuild the same one.
+            study_name=study_name,
+            directions=study_directions(spec),
+            sampler=build_sampler(spec, self.space, spec.seed if seed is None else seed),
+            pruner=build_pruner(spec),
+        )
+        self.wants_reports = not isinstance(self.study.pruner, optuna.pruners.NopPruner)
+        self.grid = self.space.grid() if spec.is_grid else None
+        self.priors = spec.flat_priors()
+        self.target = spec.metric.target if spec.metric is not None else None
+        maximize = self.study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        self.sign = 1.0 if maximize else -1.0
+        self.pending_trials: dict[int, optuna.trial.Trial] = {}  # asked, not yet told
+        self.flagged: set[int] = set()  # decided to prune (told once, answered every time)
+        self.steps_seen: dict[int, set[int]] = {}
+        self._told = 0
+        self._best: Best | None = None
+        self._stop: Stop | None = None
+
+    # ---- queries ------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> Collection[int]:
+        return self.pending_trials.keys()
+
+    @property
+    def told(self) -> int:
+        return self._told
+
+    @property
+    def best(self) -> Best | None:
+        return self._best
+
+    @property
+    def stop(self) -> Stop | None:
+        return self._stop
+
+    def held(self) -> int:
+        return len(self.study.get_trials(deepcopy=False))
+
+    # ---- restore, ask -------------------------------------------------------------------
+
+    def restore(self, history: History, keep_alive: Callable[[], None]) -> None:
+        rebuilt = rebuild_study(self.study, self.space, history, keep_alive, self._note)
+        self.pending_trials, self.steps_seen = rebuilt.pending, rebuilt.steps_seen
+        self._told = rebuilt.told
+        if self.grid is not None and len(history.records) >= len(self.grid):
+            self._stopping("grid exhausted")
+        if self._best is not None:  # reached before the restart: stop again
+            self._check_target(self._best.value)
+
+    def ask(self, numbers: range) -> list[TrialTask]:
+        tasks: list[TrialTask] = []
+        for number in numbers:
+            if self._stop is not None:
+                break
+            task = self._ask(number)
+            if task is None:
+                break
+            tasks.append(task)
+            if self.grid is not None and number + 1 >= len(self.grid):
+                self._stopping("grid exhausted")
+        return tasks
+
+    def _ask(self, number: int) -> TrialTask | None:
+        fixed = self._fixed_params(number)
+        if fixed is not None:
+            self.study.enqueue_trial(self.space.to_latent(fixed), skip_if_exists=False)
+        try:
+            trial = self.study.ask(self.space.distributions)
+        except RuntimeError as exc:  # e.g. BruteForceSampler: nothing left to try
+            log.info("sampler exhausted: %s", exc)
+            self._stopping("exhausted")
+            return None
+        self.pending_trials[number] = trial
+        return TrialTask(number, self.space.to_params(trial.params))
+
+    def _fixed_params(self, number: int) -> Mapping[str, Any] | None:
+        if self.grid is not None:
+            return self.grid[number]
+        if number < len(self.priors):
+            return self.priors[number]
+        return None
+
+    # ---- tell ---------------------------------------------------------------------------
+
+    def tell(self, outcome: TrialOutcome) -> bool:
+        trial = self.pending_trials.pop(outcome.number, None)
+        if trial is None:
+            return False  # already told (e.g. before a restart): each trial is told once
+        self.flagged.discard(outcome.number)
+        self.steps_seen.pop(outcome.number, None)
+        if outcome.state is TrialState.CANCELLED:
+            self._tell(trial, OptunaState.FAIL, None)  # withdrawn: in the study, not told
+            return True
+        self._told += 1
+        if outcome.state is TrialState.COMPLETE and outcome.values:
+            self._tell(trial, OptunaState.COMPLETE, outcome.values)
+            self._note(outcome.number, outcome.values)
+            if len(outcome.values) == 1:
+                self._check_target(outcome.values[0])
+        elif outcome.state is TrialState.PRUNED:
+            self._tell(trial, OptunaState.PRUNED, None)
+        else:
+            self._tell(trial, OptunaState.FAIL, None)
+        return True
+
+    def _tell(self, trial: optuna.trial.Trial, state: OptunaState, values: Any) -> None:
+        try:
+            tell(self.study, trial, values, state)
+        except RuntimeError as exc:
+            # Samplers that call study.stop() when exhausted raise here under ask/tell; the
+            # tell itself has been stored by then.
+            log.info("sampler stopped the study: %s", exc)
+            self._stopping("exhausted")
+
+    def _note(self, number: int, values: list[float]) -> None:
+        """Keep the best single-objective trial (the first of equals)."""
+        if len(values) != 1:
+            return
+        if self._best is None or self.sign * values[0] > self.sign * self._best.value:
+            self._best = Best(values[0], number)
+
+    def _check_target(self, value: float) -> None:
+        target = self.target
+        if target is not None and math.isfinite(target) and self.sign * value >= self.sign * target:
+            self._stop = Stop(f"target {target} reached", withdraw=True)  # over any other
+
+    def _stopping(self, reason: str) -> None:
+        if self._stop is None:
+            self._stop = Stop(reason)
+
+    # ---- decide -------------------------------------------------------------------------
+
+    def decide(self, reports: Sequence[Report]) -> Decisions:
+        """Feed reports to the study; ask the pruner once per trial for the whole batch, and
+        answer every report that waits (go on, or prune)."""
+        reported: dict[int, tuple[optuna.trial.Trial, int]] = {}  # trial, latest step fed
+        waiting: dict[int, int] = {}  # trial number -> latest step its worker waits on
+        for report in reports:
+            trial = self.pending_trials.get(report.number)
+            if trial is None:
+                continue  # told already
+            if report.awaits:
+                waiting[report.number] = max(report.step, waiting.get(report.number, report.step))
+            seen = self.steps_seen.setdefault(report.number, set())
+            if report.step in seen:
+                continue  # a step that a retried attempt reports again
+            seen.add(report.step)
+            trial.report(report.value, report.step)
+            latest = reported.get(report.number, (trial, report.step))[1]
+            reported[report.number] = (trial, max(latest, report.step))
+        flags = {number: Decision(step, Action.PRUNE) for number, (trial, step) in reported.items()
+                 if number not in self.flagged and trial.should_prune()}
+        self.flagged.update(flags)
+        answers = {number: Decision(step, Action.PRUNE if number in self.flagged
+                                    else Action.CONTINUE) for number, step in waiting.items()}
+        return Decisions(flags, answers)
