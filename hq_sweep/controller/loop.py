@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from hq_sweep.controller.rebuild import read_history
 from hq_sweep.controller.strategy._base import Best, Strategy
-from hq_sweep.controller.strategy.optuna_ask_tell import OptunaAskTell
+from hq_sweep.controller.strategy.choice import strategy_for
 from hq_sweep.errors import HqSweepError, RedisUnavailable
 from hq_sweep.messages import TrialOutcome, TrialState
 from hq_sweep.queue.admin import ping
@@ -61,7 +61,7 @@ class Controller:
         self.spec = spec
         self.options = options
         if strategy is None:
-            strategy = OptunaAskTell(spec, queue.sweep_id, options.seed)
+            strategy = strategy_for(spec, queue.sweep_id, options.seed)
         self.strategy: Strategy = strategy
         self.next_number = 0  # trial numbers are the loop's: they name the records
         self.durations: deque[float] = deque(maxlen=200)

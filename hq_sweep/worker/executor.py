@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import time
 import traceback
@@ -39,6 +40,23 @@ class Ending:
     metrics: dict[str, Any] | None = None
     reason: str | None = None
     kind: str = ""  # failure kind, counted per kind for `hq-sweep status`
+
+
+def _storable(extra: dict[str, Any]) -> dict[str, Any]:
+    """Metrics and user attributes as the record can hold them (JSON): NaN and inf become
+    null and anything else JSON cannot say becomes its text, so a stray value in what a
+    trial returns costs nothing, not the worker."""
+    out: dict[str, Any] = {}
+    for key, value in extra.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        else:
+            try:
+                dumps(value)
+            except (TypeError, ValueError):
+                value = str(value)
+        out[str(key)] = value
+    return out
 
 
 def _failure_kind(exc: BaseException) -> str:
@@ -80,7 +98,7 @@ class TrialExecutor:
             number=task.number, attempt=claim.attempt, state=ending.state, values=ending.values,
             reason=ending.reason, duration=time.monotonic() - self.started, worker=self.worker,
         )
-        extra = {**(ending.metrics or {}), **trial.user_attrs}
+        extra = _storable({**(ending.metrics or {}), **trial.user_attrs})
         return Finish(outcome, ended_at=time.time(), metrics_json=dumps(extra) if extra else "",
                       failure_kind=ending.kind)
 
@@ -91,7 +109,8 @@ class TrialExecutor:
             values, metrics = normalize_result(result, self.metric_names)
             return Ending(TrialState.COMPLETE, values, metrics)
         except TrialPruned:
-            last = [trial.last_value] if trial.last_value is not None else None
+            # The last finite value: a diverged step (NaN) must not make the record unwritable.
+            last = [trial.last_finite] if trial.last_finite is not None else None
             return Ending(TrialState.PRUNED, last, reason=f"pruned at step {trial.last_step}")
         except AttemptSuperseded:
             raise

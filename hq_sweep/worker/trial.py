@@ -78,6 +78,7 @@ class Trial:
         self.user_attrs: dict[str, Any] = {}
         self.last_step: int | None = None
         self.last_value: float | None = None
+        self.last_finite: float | None = None  # the latest value that was a number
         self._reporter = reporter
         self._prune = False
 
@@ -86,6 +87,7 @@ class Trial:
         value = float(value)
         step = int(step)
         if math.isfinite(value):
+            self.last_finite = value
             decision = self._reporter(step, value)
             self._prune = decision is not None and decision.prunes
         self.last_step, self.last_value = step, value

@@ -89,6 +89,39 @@ def test_raising_and_nan_objectives_fail_only_their_trials(redis_url: str, tmp_p
     assert "nan" in reasons["nan"]
 
 
+@pytest.mark.timeout(120)
+def test_a_pruned_trial_whose_last_report_was_nan_ends_pruned(
+        redis_url: str, tmp_path: Path) -> None:
+    spec = write_sweep(tmp_path, {
+        "name": "nanpruned", "method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+        "worker": {"module": TOY, "objective": "nan_then_pruned"},
+        "parameters": {"x": {"values": [1, 2]}},
+    })
+    result = hq(["run", str(spec), "--workers", "1", "--json"], cli_env(redis_url, tmp_path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["trials"] == {"complete": 0, "pruned": 2, "failed": 0}
+    rows = finished_rows(redis_url, summary["sweep"])
+    assert [r["values"] for r in rows] == [[1.0], [1.0]]  # the last finite value
+
+
+@pytest.mark.timeout(120)
+def test_metrics_json_cannot_hold_cost_the_trial_nothing(redis_url: str, tmp_path: Path) -> None:
+    spec = write_sweep(tmp_path, {
+        "name": "extras", "method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+        "worker": {"module": TOY, "objective": "odd_extras"},
+        "parameters": {"x": {"values": [1, 2]}},
+    })
+    result = hq(["run", str(spec), "--workers", "1", "--json"], cli_env(redis_url, tmp_path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["trials"] == {"complete": 2, "pruned": 0, "failed": 0}
+    rows = finished_rows(redis_url, summary["sweep"])
+    metrics = rows[0]["metrics"]
+    assert metrics["grad_norm"] is None and metrics["lr"] is None
+    assert metrics["shape"].startswith("<object object")
+
+
 @pytest.mark.timeout(180)
 def test_controller_killed_mid_sweep_resumes_without_loss_or_repeat(
     redis_url: str, tmp_path: Path

@@ -7,6 +7,8 @@ import os
 import time
 from typing import Any
 
+import optuna
+
 
 def setup(ctx: Any) -> dict[str, Any]:
     return {"pid": os.getpid(), "setups": 1}
@@ -48,3 +50,16 @@ def slow_steps(trial: Any, state: dict[str, Any]) -> float:
         time.sleep(pause)
         trial.report(x * step, step)  # may raise optuna.TrialPruned
     return x * 3
+
+
+def nan_then_pruned(trial: Any, state: dict[str, Any]) -> float:
+    """Reports a value, then NaN (a diverged step), then stops itself as Optuna users do."""
+    trial.report(1.0, 0)
+    trial.report(math.nan, 1)
+    raise optuna.TrialPruned()
+
+
+def odd_extras(trial: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """A valid score beside metrics and attributes JSON cannot hold as they are."""
+    trial.set_user_attr("shape", object())
+    return {"loss": float(trial.params["x"]), "grad_norm": math.inf, "lr": math.nan}
