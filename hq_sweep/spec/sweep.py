@@ -36,7 +36,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -69,6 +68,7 @@ from hq_sweep.spec.param_tree import (
     tree_loc,
     validate_tree,
 )
+from hq_sweep.spec.reading import load_yaml
 from hq_sweep.spec.sections import (
     EarlyTerminate,
     Metric,
@@ -362,23 +362,11 @@ def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SpecError([f"{file}: cannot read the sweep file: {reason}"]) from None
-    data = _load_yaml(text, str(file))
+    data = load_yaml(text, str(file))
     if data is None:
         raise SpecError([f"{file}: the sweep file is empty"])
     spec = parse_spec(data, source=str(file))
     return _resolve_worker(spec, file.parent)
-
-
-def _load_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        what = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
-        raise SpecError([f"{where}: {what}".replace("\n", " ")]) from None
-    except yaml.YAMLError as exc:
-        raise SpecError([f"{source}: {exc}".replace("\n", " ")]) from None
 
 
 def _resolve_worker(spec: SweepSpec, base: Path) -> SweepSpec:

@@ -685,6 +685,18 @@ def test_load_spec_yaml(tmp_path: Path) -> None:
     assert load_spec(path).flat_parameters()["lr"].values == [0.1, 0.01]
 
 
+def test_yaml_dates_are_accepted_as_the_text_wandbs_agent_passes(tmp_path: Path) -> None:
+    path = write(tmp_path, "method: grid\nparameters:\n"
+                           "  day:\n    values: [2024-01-01, 2024-02-29]\n"
+                           "  at:\n    value: 2024-01-01 10:00:00\n"
+                           "priors:\n  - day: 2024-02-29\n")
+    spec = load_spec(path)
+    assert spec.flat_parameters()["day"].values == ["2024-01-01", "2024-02-29"]
+    assert spec.flat_parameters()["at"].value == "2024-01-01 10:00:00"
+    assert spec.flat_priors() == [{"day": "2024-02-29"}]
+    assert parse_spec(spec.to_json_dict()) == spec  # plain JSON all the way down
+
+
 def test_yaml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, "method: grid\nparameters:\n  lr: [1, 2\n  x: 3\n")
     with pytest.raises(SpecError) as info:
