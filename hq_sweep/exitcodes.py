@@ -10,11 +10,12 @@ REQUEUED = 11  # second SIGTERM (or grace period over): gave its trial back and 
 WALLTIME = 12  # SIGUSR1 (Slurm's --signal warning): stopped taking trials, finished the current
 RECYCLE = 13  # max_trials_per_worker or the memory limit reached: replace me
 HUNG = 14  # a trial overran trial_timeout and could not be interrupted: replace me
+COUNTED = 15  # ran the trials `--count` asked for (like `wandb agent --count`): done
 
 # Exits a launcher answers by starting a fresh worker (setup() runs again there).
 REPLACE = frozenset({RECYCLE, HUNG})
 # Exits that mean "stop": a launcher must not restart these.
-DELIBERATE = frozenset({OK, DRAINED, REQUEUED, WALLTIME})
+DELIBERATE = frozenset({OK, DRAINED, REQUEUED, WALLTIME, COUNTED})
 # Restarting these would only fail again the same way.
 NO_RESTART = DELIBERATE | {UNUSABLE}
 
@@ -27,6 +28,7 @@ NAMES = {
     WALLTIME: "drained after SIGUSR1 (walltime warning)",
     RECYCLE: "recycled (trial count or memory limit)",
     HUNG: "replaced after an uninterruptible trial timeout",
+    COUNTED: "ran its --count trials",
 }
 
 

@@ -12,6 +12,7 @@ import typer
 
 from hq_sweep import exitcodes
 from hq_sweep.cli.common import (
+    CountOption,
     JsonOption,
     RedisOption,
     SweepOption,
@@ -248,12 +249,13 @@ def worker(
     sweep: SweepOption = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for a sweep to appear.")] = 60.0,
     redis_url: RedisOption = None,
+    count: CountOption = None,
 ) -> None:
     """Run one warm worker in this process (what start-workers launches)."""
     setup_logging()
     connection = connect(resolve_redis_url(redis_url))
     try:
-        code = run_worker(connection, sweep, WorkerOptions(), wait_s=wait)
+        code = run_worker(connection, sweep, WorkerOptions(count=count), wait_s=wait)
     except HqSweepError as exc:  # its user code or sweep cannot work: restarting won't help
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         code = exitcodes.UNUSABLE
@@ -276,13 +278,16 @@ def start_workers(
     cpus: Annotated[int | None, typer.Option(
         "--cpus-per-worker", min=1, help="CPUs per worker (slurm CPU-only: one per C CPUs).")
     ] = None,
+    count: CountOption = None,
 ) -> None:
     """Start warm workers (local, Slurm steps or HyperQueue) and wait until the sweep ends."""
     url = resolve_redis_url(redis_url)
     # A launcher that cannot run here (no allocation, no hyperqueue package, no HQ server)
     # raises a LauncherError: friendly_errors makes it one line, not a traceback.
+    worker_args = ["--count", str(count)] if count is not None else []
     launcher = make_launcher(launcher_name, url, sweep, workers=workers,
-                             workers_per_gpu=per_gpu, cpus_per_worker=cpus)
+                             workers_per_gpu=per_gpu, cpus_per_worker=cpus,
+                             worker_args=worker_args)
     launcher.start()
     console.print(f"started {launcher.describe()}", highlight=False)
     _forward_signals(launcher)

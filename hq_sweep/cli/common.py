@@ -32,6 +32,9 @@ SweepOption = Annotated[
     str | None, typer.Option("--sweep", "-s", help="Sweep id (default: the newest sweep).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+CountOption = Annotated[int | None, typer.Option(
+    "--count", min=1, show_default=False,
+    help="Trials each worker runs before it leaves for good (like `wandb agent --count`).")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

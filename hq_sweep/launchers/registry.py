@@ -6,7 +6,7 @@ Each launcher module is imported only when picked, so a missing optional depende
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -33,6 +33,7 @@ class Sizing:
     workers: int | None = None
     workers_per_gpu: int | None = None
     cpus_per_worker: int | None = None
+    worker_args: tuple[str, ...] = ()  # added to every worker's command line
 
 
 def launcher_kind(name: LauncherName | str) -> LauncherName:
@@ -46,7 +47,7 @@ def launcher_kind(name: LauncherName | str) -> LauncherName:
 def _local(url: str, sweep: str | None, size: Sizing) -> Launcher:
     from hq_sweep.launchers.local import LocalLauncher
 
-    return LocalLauncher(size.workers or 2, url, sweep)
+    return LocalLauncher(size.workers or 2, url, sweep, extra_args=size.worker_args)
 
 
 def _slurm(url: str, sweep: str | None, size: Sizing) -> Launcher:
@@ -55,7 +56,7 @@ def _slurm(url: str, sweep: str | None, size: Sizing) -> Launcher:
     # Default: one worker per GPU (or per task on CPU-only nodes) of the allocation.
     return from_allocation(url, sweep, workers=size.workers,
                            workers_per_gpu=size.workers_per_gpu or 1,
-                           cpus_per_worker=size.cpus_per_worker)
+                           cpus_per_worker=size.cpus_per_worker, extra_args=size.worker_args)
 
 
 def _hq(url: str, sweep: str | None, size: Sizing) -> Launcher:
@@ -66,7 +67,8 @@ def _hq(url: str, sweep: str | None, size: Sizing) -> Launcher:
     # HQ gives a task whole GPUs: --workers-per-gpu only says "one GPU each".
     return HyperQueueLauncher(size.workers or 2, url, sweep,
                               gpus_per_worker=1 if size.workers_per_gpu else 0,
-                              cpus_per_worker=size.cpus_per_worker or 1)
+                              cpus_per_worker=size.cpus_per_worker or 1,
+                              extra_args=size.worker_args)
 
 
 # Adding a launcher: a LauncherName member and its factory here, nothing else.
@@ -79,7 +81,9 @@ _FACTORIES: dict[LauncherName, Callable[[str, str | None, Sizing], Launcher]] = 
 
 def make_launcher(kind: LauncherName | str, url: str, sweep: str | None, *,
                   workers: int | None = None, workers_per_gpu: int | None = None,
-                  cpus_per_worker: int | None = None) -> Launcher:
+                  cpus_per_worker: int | None = None,
+                  worker_args: Sequence[str] = ()) -> Launcher:
     """The launcher `kind` names (auto resolved here), not started yet."""
     factory = _FACTORIES[launcher_kind(kind)]
-    return factory(url, sweep, Sizing(workers, workers_per_gpu, cpus_per_worker))
+    sizing = Sizing(workers, workers_per_gpu, cpus_per_worker, tuple(worker_args))
+    return factory(url, sweep, sizing)

@@ -199,7 +199,8 @@ class SlurmLauncher(LocalLauncher):
 
 def from_allocation(redis_url: str, sweep_id: str | None, *, workers: int | None = None,
                     workers_per_gpu: int = 1, cpus_per_worker: int | None = None,
-                    allocation: Allocation | None = None) -> SlurmLauncher:
+                    allocation: Allocation | None = None,
+                    extra_args: Sequence[str] = ()) -> SlurmLauncher:
     """A launcher for the allocation this shell runs in (read once, in hq_sweep.env)."""
     if allocation is None:
         try:
@@ -211,5 +212,5 @@ def from_allocation(redis_url: str, sweep_id: str | None, *, workers: int | None
     if not plan:
         raise LauncherError(f"Slurm job {allocation.job_id} has no room for a worker "
                            f"({allocation.nodes})")
-    return SlurmLauncher(len(plan), redis_url, sweep_id, placements=plan,
-                         job_id=allocation.job_id)
+    return SlurmLauncher(len(plan), redis_url, sweep_id, extra_args=extra_args,
+                         placements=plan, job_id=allocation.job_id)

@@ -123,7 +123,7 @@ def _command(value: Any) -> list[str]:
     bad = [(i,) for i, item in enumerate(value) if not isinstance(item, str | int | float)]
     if bad:
         fail_many([(loc, "must be a string") for loc in bad])
-    return [item if isinstance(item, str) else json.dumps(item) for item in value]
+    return [str(item) for item in value]  # W&B's agent runs str() of each item: True, 42
 
 
 def _priors(value: Any) -> list[Any]:

@@ -9,9 +9,11 @@ except `${envvar:NAME}` (NAME in [A-Z0-9_]*), substituted anywhere, an unset NAM
 for PATH to resolve; on cluster nodes PATH's python is often not the environment the user's
 packages live in) · `${program}` · `${args}` `--k=v` · `${args_no_equals}` `--k` `v` ·
 `${args_no_hyphens}` `k=v` · `${args_no_boolean_flags}` `--k` for True, nothing for False ·
-`${args_json}` one item, `json.dumps(params)` · `${args_json_file}` a file holding it.
-Values print with `str()` as W&B's f-strings do (`0.001`, `1e-05`, `True`, `[1, 2]`); a nested
-group is one argument holding its dict's repr (`--model={'depth': 3}`); None is an error.
+`${args_json}` one item, `json.dumps(params)` · `${args_json_file}` a file holding it ·
+`${args_append_hydra}` `+k=v` · `${args_override_hydra}` `++k=v` · `${args_dict}` the names
+(the agent extends its argv with a dict). Values print with `str()` as W&B's f-strings do
+(`0.001`, `1e-05`, `True`, `[1, 2]`, `None`); a nested group is one argument holding its dict's
+repr (`--model={'depth': 3}`). Non-string command items are `str()`-ed (`True`, `42`).
 
 Reporting protocol (program -> hq-sweep):
 - stdout: a line starting with `@hq-sweep`, optional spaces/tabs, then one JSON object to the
@@ -103,11 +105,9 @@ def _plain(value: Any) -> Any:
 
 
 def args_macros(params: Mapping[str, Any]) -> dict[str, list[str]]:
-    """The args-family macro expansions of W&B's `create_sweep_command_args`."""
+    """The args-family macro expansions of W&B's `create_sweep_command_args` (a None value,
+    a constant `value: null`, is passed as W&B passes it: `--k=None`, `"k": null`)."""
     plain = _plain(params)
-    for name, value in plain.items():
-        if value is None:
-            raise ValueError(f"parameter {name!r} has no value (None)")
     items = list(plain.items())
     return {
         "args": [f"--{k}={v}" for k, v in items],
@@ -118,6 +118,11 @@ def args_macros(params: Mapping[str, Any]) -> dict[str, list[str]]:
             f"--{k}" if v is True else f"--{k}={v}" for k, v in items if v is not False
         ],
         "args_json": [json.dumps(plain)],
+        # Hydra's forms: + appends a config value, ++ overrides (or adds) one.
+        "args_append_hydra": [f"+{k}={v}" for k, v in items],
+        "args_override_hydra": [f"++{k}={v}" for k, v in items],
+        # The agent extends its argv with a dict here, which gives the names alone.
+        "args_dict": [k for k, _ in items],
     }
 
 

@@ -48,7 +48,8 @@ class WorkerOptions:
     poll_s: int = 1  # how often an idle worker checks whether the sweep has ended
     term_grace_s: float = 60.0  # after a first SIGTERM, how long the current trial may run
     timeout_grace_s: float = 5.0  # past trial_timeout: time to interrupt before replacing us
-    max_trials: int | None = None
+    max_trials: int | None = None  # recycle (a fresh worker takes over) after this many
+    count: int | None = None  # leave for good after this many (`--count`, as wandb agent)
     max_rss_mb: float | None = None
     redis_patience_s: float = 300.0
 
@@ -156,7 +157,10 @@ class TrialRunner:
 
     def _check_recycling(self) -> None:
         opts = self.options
-        if opts.max_trials is not None and self.trials_run >= opts.max_trials:
+        if opts.count is not None and self.trials_run >= opts.count:
+            log.info("%s: %d trials run, as --count asked; leaving", self.name, self.trials_run)
+            self.stop(exitcodes.COUNTED)
+        elif opts.max_trials is not None and self.trials_run >= opts.max_trials:
             log.info("%s: %d trials run; recycling", self.name, self.trials_run)
             self.stop(exitcodes.RECYCLE)
         elif opts.max_rss_mb is not None and (used := rss_mb()) > opts.max_rss_mb:

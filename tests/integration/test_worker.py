@@ -47,3 +47,31 @@ def test_signal_during_setup_stops_the_worker_before_any_trial(
     queue = SweepQueue(connect(redis_url), "early")
     counts = queue.meta.counts()
     assert counts.get("running", 0) == 0 and counts.get("complete", 0) == 0
+
+
+TOY = str(Path(__file__).parent.parent / "workers" / "toy.py")
+
+
+@pytest.mark.timeout(90)
+def test_count_stops_each_worker_after_that_many_trials(redis_url: str, tmp_path: Path) -> None:
+    """`--count N`, like `wandb agent --count N`: a worker leaves for good after N trials, and
+    start-workers does not replace it; the trials it claimed beyond N go back to the queue."""
+    spec = write_sweep(tmp_path, {"name": "counted", "method": "random", "run_cap": 20,
+                                  "worker": TOY, "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    env = cli_env(redis_url, tmp_path)
+    started = hq(["enqueue", str(spec), "--sweep", "counted", "--detach"], env)
+    found = re.search(r"pid (\d+)", started.stderr)
+    assert started.returncode == 0 and found is not None, started.stderr
+    try:
+        solo = hq(["worker", "--sweep", "counted", "--count", "3"], env)
+        assert solo.returncode == exitcodes.COUNTED, solo.stderr
+        queue = SweepQueue(connect(redis_url), "counted")
+        assert queue.meta.counts().get("complete", 0) == 3
+        launched = hq(["start-workers", "--launcher", "local", "--workers", "2", "--sweep",
+                       "counted", "--count", "4"], env)
+        assert launched.returncode == 0, launched.stderr
+        assert "ran its --count trials, ran its --count trials" in launched.stderr
+        counts = queue.meta.counts()
+        assert counts.get("complete", 0) == 3 + 2 * 4 and counts.get("running", 0) == 0
+    finally:
+        os.kill(int(found.group(1)), signal.SIGKILL)

@@ -122,11 +122,18 @@ def test_literals_unknown_macros_and_embedded_macros() -> None:
     assert render(command, {"a": 1}) == ["run", "3", "--p=${program}", "train.py"]
 
 
-def test_missing_program_and_none_values_are_errors() -> None:
+def test_missing_program_is_an_error_and_none_values_pass_as_wandb_passes_them() -> None:
     with pytest.raises(ValueError, match="program"):
         render_command(None, None, {}, env={}, json_file=None)
-    with pytest.raises(ValueError, match="'a'"):
-        render(["${args}"], {"a": None})
+    assert render(["${args}", "${args_json}", "${args_no_boolean_flags}"], {"a": None}) == [
+        "--a=None", '{"a": null}', "--a=None"]
+
+
+def test_hydra_forms_and_args_dict_as_wandbs_agent_expands_them() -> None:
+    params = {"lr": 0.1, "opt": "adam"}
+    assert render(["${args_append_hydra}"], params) == ["+lr=0.1", "+opt=adam"]
+    assert render(["${args_override_hydra}"], params) == ["++lr=0.1", "++opt=adam"]
+    assert render(["${args_dict}"], params) == ["lr", "opt"]
 
 
 # ----------------------------------------------------------------------------- metric lines

@@ -327,6 +327,12 @@ def test_json_schema_integers_accept_integral_floats() -> None:
     assert spec.run_cap == 5 and isinstance(spec.run_cap, int)
 
 
+def test_non_string_command_items_become_str_as_wandbs_agent_writes_them() -> None:
+    spec = parse_spec(sweep({"a": {"value": 1}}, program="t.py",
+                            command=["${program}", True, 42, 1.5, 1e-05]))
+    assert spec.command == ["${program}", "True", "42", "1.5", "1e-05"]
+
+
 def test_accepts_wandb_metadata_keys() -> None:
     data = sweep({"a": {"value": 1}}, apiVersion="v1", kind="sweep", controller={"type": "cloud"},
                  program="train.py", command=["${env}", "${interpreter}", "${program}", 3],
