@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hq_sweep.worker.command_process import ChildProcess
+from hq_sweep.worker.wandb_contract import WandbContract
 
 MARKER = "@hq-sweep"
 DEFAULT_COMMAND: tuple[str, ...] = ("${env}", "${interpreter}", "${program}", "${args}")
@@ -285,6 +286,7 @@ class CommandObjective:
     timeout: float | None
     kill_grace: float = 5.0
     interpreter: str | None = None
+    wandb: WandbContract | None = None  # what W&B's agent hands a program (None: nothing)
     echo: Callable[[str], None] = _print_out
     echo_err: Callable[[str], None] = _print_err
 
@@ -303,6 +305,8 @@ class CommandObjective:
             if uses_macro(self.command, "args_json_file"):
                 json_file.write_text(params_json)
             env = self._child_env(trial.number, metrics_file, params_json)
+            if self.wandb is not None:
+                self.wandb.prepare(trial.number, params, env)
             argv = render_command(
                 self.program, self.command, params,
                 env=env, json_file=json_file, interpreter=self.interpreter,

@@ -26,6 +26,7 @@ from hq_sweep.worker.heartbeat import Heartbeat
 from hq_sweep.worker.trial import WorkerContext
 from hq_sweep.worker.usercode import Objective, UserCode, UserCodeError, load_user_code
 from hq_sweep.worker.walltime import guard_for
+from hq_sweep.worker.wandb_contract import WandbContract
 from hq_sweep.worker.warm_loop import TrialRunner, WarmWorker, WorkerOptions, rss_mb
 
 log = logging.getLogger("hq_sweep.worker.warm_loop")
@@ -56,7 +57,7 @@ def wait_for_sweep(connection: Client, sweep_id: str | None, timeout_s: float) -
         time.sleep(0.5)
 
 
-def load_objective(spec: SweepSpec, meta: dict[str, str]) -> UserCode:
+def load_objective(spec: SweepSpec, meta: dict[str, str], sweep_id: str) -> UserCode:
     """The user's setup/objective, or a command-mode objective for `program:` sweeps."""
     base_dirs = [Path(meta.get("base_dir") or "."), Path.cwd()]
     if spec.worker is not None:
@@ -72,6 +73,7 @@ def load_objective(spec: SweepSpec, meta: dict[str, str]) -> UserCode:
         metric=[m.name for m in spec.objectives()],
         cwd=base_dirs[0],
         timeout=spec.trial_timeout,
+        wandb=WandbContract.for_sweep(sweep_id, base_dirs[0], spec.project, spec.entity),
     )
     return UserCode(setup=None, objective=command_objective)
 
@@ -130,7 +132,7 @@ def run_worker(
     meta = queue.meta.read()
     spec = parse_spec(json.loads(meta["spec"]), source=f"sweep {sweep_id}")
     options = _options_for(spec, options)
-    code = load_objective(spec, meta)
+    code = load_objective(spec, meta, sweep_id)
     job = JobEnvironment.from_env()
     name = job.worker_name()
     state = _run_setup(code, WorkerContext(worker_name=name, sweep=sweep_id, spec=spec, job=job))
