@@ -1,21 +1,25 @@
-"""W&B's ``early_terminate: {type: hyperband}``, exactly as W&B's sweep engine applies it.
+"""W&B's ``early_terminate: {type: hyperband}``, exactly as W&B's current sweep engine decides.
 
 It is not Optuna's HyperbandPruner (there are no brackets): it is a milestone/quantile rule.
-Source: wandb/sweeps ``src/sweeps/hyperband_stopping.py`` ``hyperband_stop_runs`` (with the
-``strict`` flag of wandb/sweeps PR #99, whose default PR #108 turned to true) and
+Source: wandb/sweeps 0.3.0 ``src/sweeps/hyperband_stopping.py`` ``hyperband_stop_runs``
+(identical on master; its indexing and ``strict`` flag come from wandb/sweeps PR #99, whose
+default PR #108 turned to true; 0.2.0 read ``history[b]`` with ``len > b`` instead) and
 ``src/sweeps/run.py`` (``is_number``, ``SweepRun.metric_history(filter_invalid=True)``).
+Checked against ``sweeps.stop_runs`` by ``scripts/check_wandb_hyperband.py``.
 
-With milestones ``b1 < b2 < ...`` (:meth:`EarlyTerminate.milestones`) and ``r = 1.0 / eta``:
+With milestones ``b1 <= b2 <= ...`` (:meth:`EarlyTerminate.milestones`, all >= 1) and
+``r = 1.0 / eta``:
 
 * A run's *history* is its metric values in logging order, keeping only finite real numbers
-  (NaN, inf, None, bools and strings are dropped, so they shift later positions), each
-  negated when the goal is maximize. An iteration is a position in that list, not a step.
+  (NaN, inf, None, bools, strings, containers and ints beyond 64 bits are dropped, so they
+  shift later positions), each negated when the goal is maximize. Milestone ``b`` is the
+  ``b``-th value of that list (``history[b - 1]``), not a step.
 * The threshold at milestone ``b`` is ``sorted(v)[int(r * len(v))]`` where ``v`` holds
-  ``history[b]`` (0-based: the ``b+1``-th value) of every run whose history is longer than
-  ``b``, whatever its state (running, finished, failed, killed...), the judged run included.
+  ``history[b - 1]`` of every run with at least ``b`` values, whatever its state (running,
+  finished, failed, killed...), the judged run included.
 * Only running runs are judged, each against one milestone: the last ``b`` with
-  ``b < len(history)``; none reached, no decision. The run stops when its *condition* is
-  strictly greater than that threshold (a tie survives): ``history[b]`` when ``strict``,
+  ``b <= len(history)``; none reached, no decision. The run stops when its *condition* is
+  strictly greater than that threshold (a tie survives): ``history[b - 1]`` when ``strict``,
   else ``min(history)`` over its whole history so far (the best value, later ones included).
 """
 
@@ -64,11 +68,12 @@ def metric_history(values: Iterable[object], *, maximize: bool) -> list[float]:
 
 def closest_band(milestones: Sequence[int], length: int) -> int:
     """The milestone a running run with ``length`` values is judged at; -1 for none yet.
-    hyperband_stopping.py: ``for band, threshold in zip(bands, thresholds): if band <
-    len(history): closest_band = band ... else: break``."""
+    hyperband_stopping.py: ``for band, threshold in zip(bands, thresholds): if band <=
+    len(history): closest_band = band ... else: break`` (a run with exactly ``b`` values
+    is judged at ``b``)."""
     closest = -1
     for band in milestones:
-        if band < length:
+        if band <= length:
             closest = band
         else:
             break
@@ -76,10 +81,11 @@ def closest_band(milestones: Sequence[int], length: int) -> int:
 
 
 def band_threshold(histories: Iterable[Sequence[float]], band: int, eta: float) -> float:
-    """hyperband_stopping.py: ``band_values = [h[band] for h in all_run_histories if len(h) >
-    band]``; ``np.inf`` when empty, else ``sorted(band_values)[int((r) * len(band_values))]``
+    """hyperband_stopping.py: ``band_values = [h[band - 1] for h in all_run_histories if len(h)
+    >= band]``; ``np.inf`` when empty, else ``sorted(band_values)[int(r * len(band_values))]``
     with ``r = 1.0 / eta`` (``int(r * n)`` is not always ``int(n / eta)``: eta 1.1, n 33)."""
-    values = [history[band] for history in histories if len(history) > band]
+    index = band - 1  # milestone b is the b-th value
+    values = [history[index] for history in histories if len(history) >= band]
     if not values:
         return math.inf
     r = 1.0 / eta
@@ -89,8 +95,8 @@ def band_threshold(histories: Iterable[Sequence[float]], band: int, eta: float) 
 def condition_value(history: Sequence[float], band: int, *, strict: bool) -> float:
     """What a running run's history shows at its milestone. hyperband_stopping.py: ``condition_val
     = min(history)``; ``if et_config.get("strict") is True: condition_val =
-    history[closest_band]``; it stops ``if condition_val > closest_threshold``."""
-    return history[band] if strict else min(history)
+    history[closest_band - 1]``; it stops ``if condition_val > closest_threshold``."""
+    return history[band - 1] if strict else min(history)
 
 
 def should_stop(
@@ -125,7 +131,8 @@ def should_stop(
 class WandbHyperbandPruner(BasePruner):
     """W&B's hyperband early termination for an Optuna study (see the module docstring).
 
-    A trial's history is its ``intermediate_values`` ordered by step. ``prune`` answers as
+    A trial's history is its ``intermediate_values`` ordered by step, NaN and infinities
+    dropped as W&B drops them from a run's logged metric. ``prune`` answers as
     ``hyperband_stop_runs`` would for that trial at this moment, over all the study's trials:
     COMPLETE, PRUNED, FAIL and RUNNING alike count towards thresholds (W&B counts every run);
     only a RUNNING trial can be stopped. Each call costs one pass over the trials (histories
@@ -165,12 +172,12 @@ class WandbHyperbandPruner(BasePruner):
 
     def _histories_at(self, study: Study, trial: FrozenTrial, own: list[float],
                       band: int) -> list[list[float]]:
-        """Every trial's history that reaches past ``band`` (the judged trial's from ``own``)."""
+        """Every trial's history that reaches ``band`` (the judged trial's from ``own``)."""
         found = [own]
         for other in study.get_trials(deepcopy=False):
-            if other.number == trial.number or len(other.intermediate_values) <= band:
-                continue  # fewer reports than band + 1: its history cannot be longer either
+            if other.number == trial.number or len(other.intermediate_values) < band:
+                continue  # fewer reports than band: its history cannot be longer either
             history = self.history(other)
-            if len(history) > band:
+            if len(history) >= band:
                 found.append(history)
         return found
