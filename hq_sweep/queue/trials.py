@@ -3,7 +3,6 @@ by workers, requeued when a lease expires, cancelled, and read back."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,12 +32,11 @@ class Finish:
 
     outcome: TrialOutcome
     ended_at: float
-    metrics_json: str = ""
+    metrics: dict[str, Any] | None = None  # JSON-able: encoded once, by the record
     failure_kind: str = ""  # e.g. "ValueError", "timeout": counted per kind for status
 
     def record(self) -> TrialRecord:
-        metrics = json.loads(self.metrics_json) if self.metrics_json else None
-        return TrialRecord.of(self.outcome, self.ended_at, metrics)
+        return TrialRecord.of(self.outcome, self.ended_at, self.metrics)
 
 
 @dataclass(frozen=True, slots=True)

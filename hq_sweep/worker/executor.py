@@ -50,7 +50,7 @@ def _storable(extra: dict[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
         if isinstance(value, float) and not math.isfinite(value):
             value = None
-        else:
+        elif not isinstance(value, str | int | float | None):  # the common scalars pass as they are
             try:
                 dumps(value)
             except (TypeError, ValueError):
@@ -99,7 +99,7 @@ class TrialExecutor:
             reason=ending.reason, duration=time.monotonic() - self.started, worker=self.worker,
         )
         extra = _storable({**(ending.metrics or {}), **trial.user_attrs})
-        return Finish(outcome, ended_at=time.time(), metrics_json=dumps(extra) if extra else "",
+        return Finish(outcome, ended_at=time.time(), metrics=extra or None,
                       failure_kind=ending.kind)
 
     def _call(self, trial: Trial) -> Ending:

@@ -168,7 +168,7 @@ def test_finish_writes_the_records_finishing_fields_and_claim_reads_records_whol
     queue, _ = _queue(redis_url, 1)
     [claim] = queue.trials.claim("w", 1, lease_s=30)
     outcome = TrialOutcome(0, claim.attempt, TrialState.COMPLETE, [2, 0.5], None, {}, 0.25, "w")
-    assert queue.trials.finish([Finish(outcome, 100.5, metrics_json='{"acc":1}')]) == [True]
+    assert queue.trials.finish([Finish(outcome, 100.5, metrics={"acc": 1})]) == [True]
     record = queue.trials.records_for([0])[0]
     assert (record.state, record.values, record.metrics, record.ended_at, record.duration,
             record.worker, record.lease, record.problem) == (
