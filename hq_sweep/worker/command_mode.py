@@ -21,11 +21,15 @@ Reporting protocol (program -> hq-sweep):
   marker followed by bad JSON or a non-object) is echoed to the worker's log as `[trial N] ...`.
 - or append the same objects, one per line (marker optional), to `$HQ_SWEEP_METRICS_FILE`;
   the file is read while the program runs.
+- a W&B script needs neither: its `wandb.log`/`run.log` rows and `run.summary` values reach
+  the file through `wandb_hook/sitecustomize.py` (W&B's own step rules; see there).
 - numeric values (not booleans) are metrics. `"step"`, a non-negative integer, is the step of
-  the object; without it the step is the previous step + 1 (0 first). Each object holding the
-  sweep's metric becomes `trial.report(value, step)` (single-objective sweeps only). The trial
-  result is the last value of every key in arrival order (between the two sources the order is
-  only approximate: log a key through one of them).
+  the object (`"_step"` instead when present: a W&B history row, where `step` is a metric);
+  without it the step is the previous step + 1 (0 first). Each object holding the sweep's
+  metric becomes `trial.report(value, step)` (single-objective sweeps only). `{"_summary":
+  {...}}` sets values without a report (W&B's `run.summary`). The trial result is the last
+  value of every key in arrival order (between the two sources the order is only approximate:
+  log a key through one of them), as W&B's summary is the last logged value unless set.
 - output must be line-buffered for live pruning: PYTHONUNBUFFERED=1 is set for the child.
 
 The child's environment is the worker's (CUDA_VISIBLE_DEVICES passes through) plus
@@ -51,6 +55,10 @@ from hq_sweep.worker.command_process import ChildProcess
 from hq_sweep.worker.wandb_contract import WandbContract
 
 MARKER = "@hq-sweep"
+WANDB_STEP_KEY = "_step"  # a W&B history row, as wandb_hook/sitecustomize.py writes it
+SUMMARY_KEY = "_summary"  # {"_summary": {...}}: summary values (the result), no report
+KILL_DELAY_VAR = "WANDB_AGENT_KILL_DELAY"  # W&B's agent: seconds from SIGTERM to SIGKILL
+DEFAULT_KILL_DELAY_S = 30.0
 DEFAULT_COMMAND: tuple[str, ...] = ("${env}", "${interpreter}", "${program}", "${args}")
 ENV_TRIAL_NUMBER = "HQ_SWEEP_TRIAL_NUMBER"
 ENV_METRICS_FILE = "HQ_SWEEP_METRICS_FILE"
@@ -80,6 +88,25 @@ class CommandTimeout(CommandError, TimeoutError):
 
 class MetricNotReported(CommandError):
     """The program exited 0 but never logged the sweep's metric."""
+
+
+def not_reported_message(missing: Sequence[str], logged: Mapping[str, Any]) -> str:
+    names = ", ".join(repr(m) for m in missing)
+    seen = ", ".join(repr(k) for k in list(logged)[:8]) + (" ..." if len(logged) > 8 else "")
+    example = json.dumps({missing[0]: 0.5})
+    return (f"the program exited 0 but never logged {names} "
+            f"({'it logged ' + seen if logged else 'it logged no numeric value'}); "
+            f"log it with wandb.log({example}), or print a line `{MARKER} {example}` to "
+            f"stdout, or append that JSON to ${ENV_METRICS_FILE}")
+
+
+def kill_delay(env: Mapping[str, str]) -> float:
+    """W&B's agent's grace from SIGTERM to SIGKILL: $WANDB_AGENT_KILL_DELAY, else 30 s."""
+    try:
+        value = float(env.get(KILL_DELAY_VAR, DEFAULT_KILL_DELAY_S))
+    except ValueError:
+        return DEFAULT_KILL_DELAY_S
+    return value if math.isfinite(value) and value >= 0 else DEFAULT_KILL_DELAY_S
 
 
 class TrialLike(Protocol):
@@ -187,17 +214,17 @@ def parse_metric_object(text: str, *, require_brace: bool = False) -> dict[str, 
     return obj if isinstance(obj, dict) else None
 
 
-def metric_values(obj: Mapping[str, Any]) -> dict[str, float]:
-    """The metrics of one logged object: numeric values except `step` (booleans excluded)."""
+def metric_values(obj: Mapping[str, Any], step_key: str = "step") -> dict[str, float]:
+    """The metrics of one logged object: numeric values except its step (booleans excluded)."""
     return {
         k: float(v)
         for k, v in obj.items()
-        if k != "step" and isinstance(v, int | float) and not isinstance(v, bool)
+        if k != step_key and isinstance(v, int | float) and not isinstance(v, bool)
     }
 
 
-def explicit_step(obj: Mapping[str, Any]) -> int | None:
-    step = obj.get("step")
+def explicit_step(obj: Mapping[str, Any], step_key: str = "step") -> int | None:
+    step = obj.get(step_key)
     if isinstance(step, bool) or not isinstance(step, int | float):
         return None
     if not math.isfinite(step) or step < 0 or step != int(step):
@@ -215,11 +242,16 @@ class MetricSink:
         self.final: dict[str, float] = {}
 
     def add(self, obj: Mapping[str, Any]) -> None:
-        values = metric_values(obj)
+        summary = obj.get(SUMMARY_KEY)
+        if isinstance(summary, Mapping):  # run.summary[k] = v: the result, not a report
+            self.final.update(metric_values(summary, step_key=SUMMARY_KEY))
+            return
+        step_key = WANDB_STEP_KEY if WANDB_STEP_KEY in obj else "step"
+        values = metric_values(obj, step_key)
         self.final.update(values)
         if self._report_metric is None or self._report_metric not in values:
             return
-        step = explicit_step(obj)
+        step = explicit_step(obj, step_key)
         step = self._last_step + 1 if step is None else step
         self._last_step = step
         value = values[self._report_metric]
@@ -276,7 +308,8 @@ class CommandObjective:
 
     `cwd`: where the program runs (normally the sweep file's directory); `timeout`: seconds
     before the group is killed and CommandTimeout raised (None: no limit); `kill_grace`: how
-    long SIGTERM is given before SIGKILL; `echo`/`echo_err`: where the program's lines go.
+    long SIGTERM is given before SIGKILL (W&B's agent: 30 s, `kill_delay()`); `echo`/
+    `echo_err`: where the program's lines go.
     """
 
     program: str | None
@@ -284,7 +317,7 @@ class CommandObjective:
     metric: str | Sequence[str]
     cwd: str | Path | None
     timeout: float | None
-    kill_grace: float = 5.0
+    kill_grace: float = DEFAULT_KILL_DELAY_S
     interpreter: str | None = None
     wandb: WandbContract | None = None  # what W&B's agent hands a program (None: nothing)
     echo: Callable[[str], None] = _print_out
@@ -319,7 +352,7 @@ class CommandObjective:
             raise CommandFailed(returncode, stderr_tail)
         missing = [m for m in self.metrics if m not in sink.final]
         if missing:
-            raise MetricNotReported(f"the program exited 0 but never logged {missing}")
+            raise MetricNotReported(not_reported_message(missing, sink.final))
         return sink.final
 
     def _child_env(self, number: int, metrics_file: Path, params_json: str) -> dict[str, str]:

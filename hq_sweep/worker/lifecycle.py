@@ -65,7 +65,7 @@ def load_objective(spec: SweepSpec, meta: dict[str, str], sweep_id: str) -> User
         return load_user_code(entry.module, entry.setup, entry.objective, base_dirs)
     if spec.program is None:
         raise WorkerStartError("the sweep names neither `worker:` nor `program:`")
-    from hq_sweep.worker.command_mode import CommandObjective
+    from hq_sweep.worker.command_mode import CommandObjective, kill_delay
 
     command_objective: Objective = CommandObjective(
         program=spec.program,
@@ -73,6 +73,7 @@ def load_objective(spec: SweepSpec, meta: dict[str, str], sweep_id: str) -> User
         metric=[m.name for m in spec.objectives()],
         cwd=base_dirs[0],
         timeout=spec.trial_timeout,
+        kill_grace=kill_delay(os.environ),
         wandb=WandbContract.for_sweep(sweep_id, base_dirs[0], spec.project, spec.entity),
     )
     return UserCode(setup=None, objective=command_objective)

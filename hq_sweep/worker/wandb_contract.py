@@ -6,7 +6,9 @@ save_config_file_from_dict`): the parameters go to `$WANDB_DIR/wandb/sweep-<swee
 `WANDB_SWEEP_PARAM_PATH` names it, so `wandb.init()` loads them into `wandb.config` (sweep
 values override `init(config=...)` and are locked, offline too); `WANDB_RUN_ID` is the trial's
 id. hq-sweep adds what an offline cluster needs: `WANDB_MODE=offline` unless the user chose a
-mode, and `WANDB_DIR` in the sweep's run directory, so the runs are left for `wandb sync`.
+mode, and `WANDB_DIR` in the sweep's run directory, so the runs are left for `wandb sync`; and
+`wandb_hook/` first on PYTHONPATH, whose sitecustomize passes every `run.log` row and summary
+value on to the trial live (offline, wandb writes nothing a reader could follow).
 `WANDB_SWEEP_ID` stays unset: `wandb sync` of a run whose sweep the server does not know fails
 (wandb/wandb#8115).
 """
@@ -24,6 +26,8 @@ from typing import Any
 import yaml
 
 log = logging.getLogger("hq_sweep.worker")
+# Holds only sitecustomize.py, which passes each `run.log` on to the trial (see its docstring).
+HOOK_DIR = Path(__file__).with_name("wandb_hook")
 RUNS_FOLDER = "hq-sweep-runs"  # beside the sweep file: <folder>/<sweep id>/wandb/...
 _NOT_IN_RUN_IDS = re.compile(r"[:;,#?/'\s]")  # W&B refuses these in a run id
 
@@ -73,6 +77,8 @@ class WandbContract:
         env["WANDB_SWEEP_PARAM_PATH"] = str(param_path)
         env["WANDB_RUN_ID"] = run_id
         env.setdefault("WANDB_MODE", "offline")  # compute nodes have no W&B server to reach
+        python_path = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = str(HOOK_DIR) + (os.pathsep + python_path if python_path else "")
         for name, value in (("WANDB_PROJECT", self.project), ("WANDB_ENTITY", self.entity)):
             if value:
                 env[name] = value

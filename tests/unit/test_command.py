@@ -24,6 +24,7 @@ from hq_sweep.worker.command_mode import (
     MetricNotReported,
     MetricsFileTail,
     explicit_step,
+    kill_delay,
     metric_values,
     parse_metric_line,
     render_command,
@@ -348,6 +349,30 @@ def test_prune_kills_the_process_group_promptly(tmp_path: Path) -> None:
     assert wait_gone(int(pid_file.read_text()), timeout=5.0)
 
 
+def test_a_program_ignoring_sigterm_gets_sigkill_after_the_grace(tmp_path: Path) -> None:
+    term_file = tmp_path / "got-sigterm"
+    prog = script(tmp_path, f"""
+        import signal
+        signal.signal(signal.SIGTERM, lambda *_: open({str(term_file)!r}, "w").close())
+        print('@hq-sweep {{"val_acc": 0.5}}')
+        print('@hq-sweep {{"val_acc": 0.6}}')
+        while True:
+            time.sleep(0.05)
+    """)  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(optuna.TrialPruned):
+        objective(prog, Lines(), kill_grace=1.0)(FakeTrial({}, prune_at=1))
+    assert 1.0 <= time.monotonic() - started < 5.0  # the whole grace, then SIGKILL
+    assert term_file.exists()  # it was asked first
+
+
+def test_kill_delay_is_wandb_agents() -> None:
+    assert kill_delay({}) == 30.0  # W&B's agent default
+    assert kill_delay({"WANDB_AGENT_KILL_DELAY": "2.5"}) == 2.5
+    assert kill_delay({"WANDB_AGENT_KILL_DELAY": "soon"}) == 30.0
+    assert kill_delay({"WANDB_AGENT_KILL_DELAY": "-1"}) == 30.0
+
+
 def test_timeout_kills_and_raises(tmp_path: Path) -> None:
     prog = script(tmp_path, """
         print('@hq-sweep {"val_acc": 0.5}')
@@ -390,8 +415,11 @@ def test_leftover_child_holding_stdout_does_not_hang_the_trial(tmp_path: Path) -
 
 def test_exit_zero_without_the_metric_is_an_error(tmp_path: Path) -> None:
     prog = script(tmp_path, "print('@hq-sweep {\"loss\": 1.0}')\n")
-    with pytest.raises(MetricNotReported, match="val_acc"):
+    with pytest.raises(MetricNotReported, match="never logged 'val_acc'") as info:
         objective(prog, Lines())(FakeTrial({}))
+    message = str(info.value)
+    assert "it logged 'loss'" in message  # what it did log: often a misspelt name
+    assert 'wandb.log({"val_acc": 0.5})' in message and "@hq-sweep" in message  # how to
 
 
 def test_nan_is_returned_but_not_reported(tmp_path: Path) -> None:
