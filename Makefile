@@ -18,8 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hq-sweep run examples/digits.yaml --workers 2
 
+# Two test processes: most integration tests wait on real processes, not the CPU. The Slurm
+# tests share one cluster, so they run in turn in one of them (xdist_group "slurm").
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check hq_sweep workers scripts tests

@@ -45,7 +45,9 @@ def main() -> None:
         model.partial_fit(x_train, y_train, classes=classes)
         accuracy = float(np.mean(model.predict(x_val) == y_val))
         # flush: hq-sweep prunes from these lines while the script runs
-        print("@hq-sweep " + json.dumps({"val_accuracy": accuracy, "step": epoch}), flush=True)
+        # step = epochs done (1, 2, ...), so early_terminate's min_iter counts epochs
+        print("@hq-sweep " + json.dumps({"val_accuracy": accuracy, "step": epoch + 1}),
+              flush=True)
     print(f"done: val_accuracy={accuracy:.4f}")
 
 

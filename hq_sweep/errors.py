@@ -1,13 +1,17 @@
 """The one error tree: every failure hq-sweep explains to the user in one line, no traceback.
 
 The CLI catches `HqSweepError` alone and exits with the error's `exit_code`; a new error needs
-no change there. Exit codes: 1 a failure (the default), 2 bad input (a sweep file, a flag).
+no change there. Exit codes: 1 a failure (the default), 2 bad input (a sweep file, a flag),
+3 the user's code cannot start (import or setup() failed: `exitcodes.UNUSABLE`, as a worker),
+4 a sweep ended without one complete trial, 16 the sweep had already finished
+(`exitcodes.ENDED`). README's "Exit codes" lists them.
 """
 
 from __future__ import annotations
 
 EXIT_FAILURE = 1
 EXIT_INVALID = 2
+EXIT_NO_COMPLETE = 4
 
 
 class HqSweepError(Exception):

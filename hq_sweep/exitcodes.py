@@ -11,13 +11,14 @@ WALLTIME = 12  # SIGUSR1 (Slurm's --signal warning): stopped taking trials, fini
 RECYCLE = 13  # max_trials_per_worker or the memory limit reached: replace me
 HUNG = 14  # a trial overran trial_timeout and could not be interrupted: replace me
 COUNTED = 15  # ran the trials `--count` asked for (like `wandb agent --count`): done
+ENDED = 16  # the sweep had already finished when the worker came: nothing to run
 
 # Exits a launcher answers by starting a fresh worker (setup() runs again there).
 REPLACE = frozenset({RECYCLE, HUNG})
 # Exits that mean "stop": a launcher must not restart these.
 DELIBERATE = frozenset({OK, DRAINED, REQUEUED, WALLTIME, COUNTED})
 # Restarting these would only fail again the same way.
-NO_RESTART = DELIBERATE | {UNUSABLE}
+NO_RESTART = DELIBERATE | {UNUSABLE, ENDED}
 
 NAMES = {
     OK: "sweep ended",
@@ -29,6 +30,7 @@ NAMES = {
     RECYCLE: "recycled (trial count or memory limit)",
     HUNG: "replaced after an uninterruptible trial timeout",
     COUNTED: "ran its --count trials",
+    ENDED: "the sweep had already finished",
 }
 
 

@@ -154,11 +154,13 @@ class Report(NamedTuple):
 
 
 class Action(StrEnum):
-    """What the controller tells a trial that reported. Only CONTINUE and PRUNE exist today;
-    a strategy that checkpoints or exploits (PBT) adds its actions here."""
+    """What a trial that reported is told: the controller's CONTINUE or PRUNE, or CANCEL,
+    flagged by `hq-sweep cancel` (the trial is abandoned and recorded as cancelled). A
+    strategy that checkpoints or exploits (PBT) adds its actions here."""
 
     CONTINUE = "continue"
     PRUNE = "prune"
+    CANCEL = "cancel"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +173,10 @@ class Decision:
     @property
     def prunes(self) -> bool:
         return self.action is Action.PRUNE
+
+    @property
+    def cancels(self) -> bool:
+        return self.action is Action.CANCEL
 
     def encode(self) -> str:
         return dumps({"s": self.step, "a": self.action.value})

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from hq_sweep import exitcodes
 from hq_sweep.cli.common import (
-    CountOption,
     JsonOption,
     RedisOption,
-    SweepOption,
+    app_options,
     console,
     fail,
     friendly_errors,
@@ -23,30 +22,30 @@ from hq_sweep.cli.common import (
     setup_logging,
 )
 from hq_sweep.cli.detached import spawn_controller
+from hq_sweep.cli.lifecycle import register_lifecycle_commands
 from hq_sweep.cli.local_run import (
     ControllerThread,
     LocalRun,
+    Registration,
+    SweepAborted,
     ensure_server,
-    register_sweep,
+    open_or_register,
     stored_spec,
     sweep_total,
 )
 from hq_sweep.cli.results import register_result_commands
 from hq_sweep.cli.sbatch import register_cluster_commands
 from hq_sweep.cli.server import server_app
+from hq_sweep.cli.workers import register_worker_commands
 from hq_sweep.controller.loop import Controller, ControllerOptions
-from hq_sweep.errors import HqSweepError
+from hq_sweep.errors import EXIT_NO_COMPLETE
 from hq_sweep.launchers.local import REDIS_URL_VAR, LocalLauncher
-from hq_sweep.launchers.registry import Launcher, LauncherName, make_launcher
 from hq_sweep.queue.client import connect
-from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.monitor import watch
-from hq_sweep.results.summary import summary
+from hq_sweep.results.summary import failure_text, finished_count, summary
 from hq_sweep.server.connection import default_state_dir, resolve_redis_url
 from hq_sweep.spec.sweep import SweepSpec, load_spec
-from hq_sweep.worker.lifecycle import run_worker
-from hq_sweep.worker.warm_loop import WorkerOptions
 
 app = typer.Typer(
     name="hq-sweep",
@@ -54,10 +53,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Typer's rich help shows `<bool>` after every flag (typer 0.2x with click 8.2+); click's
+    # plain layout reads the same in a terminal, a pipe and a batch log.
+    rich_markup_mode=None,
 )
+app.callback()(app_options)  # --version
 app.add_typer(server_app, name="server", help="Run the Redis-compatible server sweeps use.")
 
-SpecFile = Annotated[Path, typer.Argument(help="Sweep file (W&B Sweeps YAML, Argo ranges).")]
+SpecFile = Annotated[Path, typer.Argument(
+    metavar="FILE", help="Sweep file (W&B Sweeps YAML, Argo ranges).")]
 TrialsOption = Annotated[
     int | None, typer.Option("--trials", "-n", min=1, help="Override run_cap: trials to run.")
 ]
@@ -72,6 +76,12 @@ def _with_trials(spec: SweepSpec, trials: int | None) -> SweepSpec:
     return spec if trials is None else spec.model_copy(update={"run_cap": trials})
 
 
+SweepIdOption = Annotated[str | None, typer.Option(
+    "--sweep", "-s", help="Sweep id: resume that sweep if it exists, else start one under it.")]
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Resume the newest sweep named after this file, not start a new one.")]
+
+
 @app.command()
 @friendly_errors
 def run(
@@ -80,32 +90,67 @@ def run(
     redis_url: RedisOption = None,
     json_out: JsonOption = False,
     trials: TrialsOption = None,
+    sweep: SweepIdOption = None,
+    resume: ResumeOption = False,
 ) -> None:
-    """Run a whole sweep on this machine: server, controller and N warm workers."""
+    """Run a whole sweep on this machine: server, controller and N warm workers.
+
+    Exit codes: 0 the sweep ended with a complete trial; 4 it ended with none (every trial
+    failed or was pruned); 3 workers cannot start (the module's import or setup() failed);
+    2 bad input; 1 another failure; 130 interrupted (resume with --sweep).
+    """
     spec = _with_trials(load_spec(file), trials)
     setup_logging()
     _interrupt_on_sigterm()
     url = ensure_server(redis_url, say=lambda m: console.print(m, style="dim", highlight=False))
     connection = connect(url)
-    sweep_id = register_sweep(connection, spec, file)
+    registration = open_or_register(connection, spec, file, sweep, resume)
+    sweep_id = registration.sweep_id
+    resume_hint = f"`hq-sweep run {file} --sweep {sweep_id}" + (
+        f" --trials {trials}`" if trials else "`")
+    _announce(registration, file, SweepQueue(connection, sweep_id))
     local = LocalRun(connection, url, sweep_id, spec, workers, ControllerOptions())
     thread, launcher = local.start()
+    console.print(f"started {launcher.describe()}", style="dim", highlight=False, markup=False)
     queue = SweepQueue(connection, sweep_id)
     started = time.monotonic()
     try:
-        _follow(queue, thread, launcher, sweep_total(spec), live=not json_out)
+        _follow(local, thread, launcher, sweep_total(spec), live=not json_out)
     except KeyboardInterrupt:
         thread.abort.set()
         launcher.stop()
-        again = f" --trials {trials}" if trials else ""
-        fail(f"interrupted: sweep {sweep_id} left unfinished; resume it with "
-             f"`hq-sweep enqueue {file} --sweep {sweep_id}{again}` and workers", 130)
+        fail(f"interrupted: sweep {sweep_id} left unfinished; resume it with {resume_hint}", 130)
+    except SweepAborted as exc:
+        console.print(Text.assemble(("error:", "bold red"), f" {exc}"), soft_wrap=True)
+        console.print(f"fix it, then resume the sweep with {resume_hint}", style="dim",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
     finally:
         if not launcher.wait(30):
             launcher.stop()
     if thread.error is not None:
         fail(f"controller failed: {thread.error}")
-    _print_summary(queue, thread.reason or "", time.monotonic() - started, json_out)
+    complete = _print_summary(queue, thread.reason or "", time.monotonic() - started, json_out)
+    if not complete:
+        raise typer.Exit(EXIT_NO_COMPLETE)
+
+
+def _announce(registration: Registration, file: Path, queue: SweepQueue,
+              command: str = "run") -> None:
+    """Say which sweep this is: resumed, new, or new because the name was taken."""
+    sweep_id = registration.sweep_id
+    if registration.resumed:
+        done = finished_count(queue.meta.counts())
+        console.print(f"resuming sweep [bold]{sweep_id}[/] ({done} trials finished so far)",
+                      highlight=False)
+    elif registration.taken:
+        console.print(
+            f"a sweep named {registration.taken!r} exists on this server: this one is "
+            f"[bold]{sweep_id}[/] (to continue {registration.taken!r} instead: "
+            f"`hq-sweep {command} {file} --sweep {registration.taken}`)", highlight=False,
+            soft_wrap=True)
+    else:
+        console.print(f"sweep [bold]{sweep_id}[/]", highlight=False)
 
 
 def _interrupt_on_sigterm() -> None:
@@ -118,18 +163,20 @@ def _interrupt_on_sigterm() -> None:
 
 
 def _follow(
-    queue: SweepQueue,
+    local: LocalRun,
     thread: ControllerThread,
     launcher: LocalLauncher,
     total: int | None,
     live: bool,
 ) -> None:
+    queue = SweepQueue(local.connection, local.sweep_id)
+
     def over() -> bool:
-        LocalRun.check_workers(thread, launcher)
+        local.check_workers(thread, launcher)
         return not thread.is_alive()
 
     if live and console.is_terminal:
-        watch(queue, total, until=over, console=console)
+        watch(queue, total, until=lambda _snap: over(), console=console)
         return
     last = 0.0
     while not over():
@@ -137,33 +184,41 @@ def _follow(
         if time.monotonic() - last >= 5.0:
             last = time.monotonic()
             counts = queue.meta.counts()
-            done = sum(counts.get(s, 0) for s in ("complete", "pruned", "failed"))
             console.print(
-                f"{queue.sweep_id}: {done}/{total or '?'} trials finished "
+                f"{queue.sweep_id}: {finished_count(counts)}/{total or '?'} trials finished "
                 f"({counts.get('running', 0)} running)",
                 style="dim",
                 highlight=False,
             )
 
 
-def _print_summary(queue: SweepQueue, reason: str, elapsed: float, json_out: bool) -> None:
+def _print_summary(queue: SweepQueue, reason: str, elapsed: float, json_out: bool) -> int:
+    """The closing lines of `run` (or its JSON); returns the number of complete trials."""
     result = summary(queue)
+    trials = result["trials"]
     if json_out:
         typer.echo(json.dumps(result))
-        return
-    trials = result["trials"]
+        return int(trials["complete"])
     console.print(
         f"[bold]sweep {queue.sweep_id} finished[/] ({reason}) in {elapsed:.1f} s: "
         f"{trials['complete']} complete, {trials['pruned']} pruned, "
-        f"{trials['failed']} failed"
-    )
+        f"{trials['failed']} failed", soft_wrap=True)
+    for failure in result["failures"]:
+        console.print(f"  {failure_text(failure)}", style="red", highlight=False,
+                      soft_wrap=True)
+    if result["failures"]:
+        console.print(f"  every trial's reason: `hq-sweep export --sweep {queue.sweep_id}`",
+                      style="dim", highlight=False)
     best = result["best"]
     if best:
         console.print(
             f"best: trial {best['number']} value [bold]{best['value']:.6g}[/] "
             f"params {json.dumps(best['params'])}",
-            highlight=False,
+            highlight=False, soft_wrap=True,
         )
+    elif not trials["complete"]:
+        console.print("[bold red]error:[/] no trial completed", highlight=False)
+    return int(trials["complete"])
 
 
 @app.command()
@@ -178,25 +233,18 @@ def enqueue(
     trials: TrialsOption = None,
     lock_lease: LeaseOption = 10.0,
     redis_url: RedisOption = None,
+    resume: ResumeOption = False,
 ) -> None:
     """Register a sweep (or resume one) and run its controller."""
     spec = _with_trials(load_spec(file), trials)
     setup_logging()
     url = resolve_redis_url(redis_url)
     connection = connect(url)
-    registry = SweepRegistry(connection)
-    if sweep is not None and registry.exists(sweep):
-        stored = stored_spec(SweepQueue(connection, sweep))
-        if stored.spec_hash() != spec.spec_hash():
-            fail(f"sweep {sweep!r} exists with a different sweep file; pick another --sweep")
-        sweep_id = sweep
-        console.print(f"resuming sweep [bold]{sweep_id}[/]")
-    else:
-        sweep_id = register_sweep(connection, spec, file, sweep_id=sweep)
-        console.print(
-            f"registered sweep [bold]{sweep_id}[/]; start workers with "
-            f"`hq-sweep start-workers --sweep {sweep_id}`"
-        )
+    registration = open_or_register(connection, spec, file, sweep, resume)
+    sweep_id = registration.sweep_id
+    _announce(registration, file, SweepQueue(connection, sweep_id), command="enqueue")
+    console.print(f"start workers with `hq-sweep start-workers --sweep {sweep_id}`",
+                  highlight=False)
     if detach:
         _spawn_controller(SweepQueue(connection, sweep_id), url, lock_lease)
         return
@@ -234,90 +282,19 @@ def _run_controller(queue: SweepQueue, lock_lease: float) -> None:
 @app.command("controller")
 @friendly_errors
 def controller_command(
-    sweep: Annotated[str, typer.Argument(help="Sweep id.")],
+    sweep: Annotated[str, typer.Argument(metavar="SWEEP", help="Sweep id.")],
     lock_lease: LeaseOption = 10.0,
     redis_url: RedisOption = None,
 ) -> None:
     """Run (or resume, or stand by for) the controller of a registered sweep."""
     setup_logging()
-    _run_controller(open_sweep(resolve_redis_url(redis_url), sweep), lock_lease)
-
-
-@app.command()
-@friendly_errors
-def worker(
-    sweep: SweepOption = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for a sweep to appear.")] = 60.0,
-    redis_url: RedisOption = None,
-    count: CountOption = None,
-) -> None:
-    """Run one warm worker in this process (what start-workers launches)."""
-    setup_logging()
-    connection = connect(resolve_redis_url(redis_url))
-    try:
-        code = run_worker(connection, sweep, WorkerOptions(count=count), wait_s=wait)
-    except HqSweepError as exc:  # its user code or sweep cannot work: restarting won't help
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        code = exitcodes.UNUSABLE
-    raise typer.Exit(code)
-
-
-@app.command("start-workers")
-@friendly_errors
-def start_workers(
-    workers: Annotated[int | None, typer.Option(
-        "--workers", "-w", min=1, help="Workers (local: 2; slurm: one per GPU or task).")] = None,
-    sweep: SweepOption = None,
-    redis_url: RedisOption = None,
-    launcher_name: Annotated[LauncherName, typer.Option(
-        "--launcher", help="auto: slurm inside an allocation (salloc/sbatch), else local.")
-    ] = LauncherName.AUTO,
-    per_gpu: Annotated[int | None, typer.Option(
-        "--workers-per-gpu", min=1, help="Workers sharing each GPU (slurm; hq: 1 GPU each).")
-    ] = None,
-    cpus: Annotated[int | None, typer.Option(
-        "--cpus-per-worker", min=1, help="CPUs per worker (slurm CPU-only: one per C CPUs).")
-    ] = None,
-    count: CountOption = None,
-) -> None:
-    """Start warm workers (local, Slurm steps or HyperQueue) and wait until the sweep ends."""
-    url = resolve_redis_url(redis_url)
-    # A launcher that cannot run here (no allocation, no hyperqueue package, no HQ server)
-    # raises a LauncherError: friendly_errors makes it one line, not a traceback.
-    worker_args = ["--count", str(count)] if count is not None else []
-    launcher = make_launcher(launcher_name, url, sweep, workers=workers,
-                             workers_per_gpu=per_gpu, cpus_per_worker=cpus,
-                             worker_args=worker_args)
-    launcher.start()
-    console.print(f"started {launcher.describe()}", highlight=False)
-    _forward_signals(launcher)
-    try:
-        launcher.wait(timeout_s=None)
-    except KeyboardInterrupt:
-        # Ctrl-C normally arrives as a forwarded SIGINT; a KeyboardInterrupt raised anyway
-        # (another handler installed meanwhile) must not orphan the workers.
-        launcher.stop()
-    codes = launcher.exit_codes()
-    ended = "workers ended: " + ", ".join(exitcodes.describe(c) for c in codes)
-    if any(code not in exitcodes.DELIBERATE for code in codes):
-        fail(ended)
-    console.print(ended)
-
-
-def _forward_signals(launcher: Launcher) -> None:
-    """SIGTERM/SIGUSR1/SIGINT (scancel, Slurm's --signal, Ctrl-C) go on to every worker
-    through the launcher; workers treat a duplicate arriving within a second (Slurm signals
-    the whole step too, a terminal the whole process group) as one."""
-
-    def forward(signum: int, frame: object) -> None:
-        launcher.signal_all(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
-        signal.signal(sig, forward)
+    _run_controller(open_sweep(resolve_redis_url(redis_url, sweep=sweep), sweep), lock_lease)
 
 
 # Registered after the commands above, so `--help` lists run/enqueue/workers first.
+register_worker_commands(app)
 register_result_commands(app)
+register_lifecycle_commands(app)
 register_cluster_commands(app)
 
 

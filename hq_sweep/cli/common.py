@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import logging
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -17,7 +19,26 @@ from hq_sweep.queue.client import connect
 from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.sweep import SweepQueue
 
-console = Console(stderr=True)
+
+class PipeConsole(Console):
+    """A Console that hard-wraps only for a terminal: into a pipe, a file or a batch log each
+    line stays one line however long (a rich Console would break it at 80 columns)."""
+
+    def print(self, *objects: Any, soft_wrap: bool | None = None, **kwargs: Any) -> None:
+        if soft_wrap is None:
+            soft_wrap = self.soft_wrap or not self.is_terminal
+        super().print(*objects, soft_wrap=soft_wrap, **kwargs)
+
+
+# Progress, logs, errors, warnings and hints: stderr. Results: stdout, through `out()`.
+console = PipeConsole(stderr=True)
+
+
+def out() -> Console:
+    """The console for a command's results (stdout). Built per call, so that it writes to and
+    decides colours and wrapping for whatever sys.stdout is now (CliRunner swaps it)."""
+    return PipeConsole(highlight=False)
+
 
 RedisOption = Annotated[
     str | None,
@@ -37,6 +58,27 @@ CountOption = Annotated[int | None, typer.Option(
     help="Trials each worker runs before it leaves for good (like `wandb agent --count`).")]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _print_version(wanted: bool) -> None:
+    if not wanted:
+        return
+    try:
+        version = importlib.metadata.version("hq-sweep")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        from hq_sweep import __version__ as version
+    typer.echo(f"hq-sweep {version}")
+    raise typer.Exit(0)
+
+
+def app_options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print hq-sweep's version and exit.")] = False,
+) -> None:
+    # The top-level app's own options (its callback); deliberately no docstring: the app's
+    # help text is the one given to typer.Typer.
+    del version
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -64,12 +106,17 @@ def friendly_errors(func: F) -> F:
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
-        force=True,
-    )
+    """Log records to stderr: rich's columns in a terminal, plain unwrapped lines elsewhere
+    (a worker's log file keeps each message and traceback line whole)."""
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+        fmt = "%(message)s"
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        fmt = "%(asctime)s %(levelname)-7s %(message)s"
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt,
+                        handlers=[handler], force=True)
     for noisy in ("rq.worker", "rq.queue", "rq"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

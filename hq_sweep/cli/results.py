@@ -1,4 +1,4 @@
-"""Commands that read: validate, status, best, export, monitor, list."""
+"""Commands that read: validate, status, best, export, monitor (`list`: lifecycle.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
+from hq_sweep import exitcodes
 from hq_sweep.cli.common import (
     JsonOption,
     RedisOption,
@@ -16,20 +20,32 @@ from hq_sweep.cli.common import (
     fail,
     friendly_errors,
     open_sweep,
+    out,
 )
 from hq_sweep.cli.local_run import stored_spec, sweep_total
+from hq_sweep.cli.reading import ReadStateDirOption, sweep_server
 from hq_sweep.controller.space import build_space, summary_lines
-from hq_sweep.queue.client import connect
 from hq_sweep.queue.lock_token import missing_controller
-from hq_sweep.queue.registry import SweepRegistry
-from hq_sweep.results.monitor import watch
-from hq_sweep.results.summary import best, status, to_csv, trial_rows
+from hq_sweep.queue.sweep import SweepQueue
+from hq_sweep.results.monitor import stall_fix, watch
+from hq_sweep.results.summary import (
+    best,
+    failure_text,
+    multi_objective,
+    status,
+    to_csv,
+    top_failures,
+    top_trials,
+    trial_rows,
+)
 from hq_sweep.server.connection import resolve_redis_url
 from hq_sweep.spec.sweep import load_spec
 
 
 @friendly_errors
-def validate(file: Annotated[Path, typer.Argument(help="Sweep file to check.")]) -> None:
+def validate(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Sweep file to check.")],
+) -> None:
     """Check a sweep file; print its normalized summary (exit 2 and every error if invalid)."""
     spec = load_spec(file)
     for line in summary_lines(spec, build_space(spec)):
@@ -38,50 +54,100 @@ def validate(file: Annotated[Path, typer.Argument(help="Sweep file to check.")])
 
 @friendly_errors
 def status_command(
-    sweep: SweepOption = None, redis_url: RedisOption = None, json_out: JsonOption = False
+    sweep: SweepOption = None, redis_url: RedisOption = None, json_out: JsonOption = False,
+    state_dir: ReadStateDirOption = None,
 ) -> None:
     """Counts of trials per state, retries and failures."""
-    queue = open_sweep(resolve_redis_url(redis_url), sweep)
-    result = status(queue)
+    with sweep_server(redis_url, sweep, state_dir) as url:
+        result = status(open_sweep(url, sweep))
     if json_out:
         typer.echo(json.dumps(result))
         return
-    console.print(
-        f"sweep [bold]{result['sweep']}[/]: {result['state']}"
-        + (f" ({result['finished_reason']})" if result["finished_reason"] else "")
+    show = out()
+    show.print(
+        f"sweep [bold]{escape(result['sweep'])}[/]: {result['state']}"
+        + (f" ({escape(result['finished_reason'])})" if result["finished_reason"] else "")
     )
-    console.print("  " + "  ".join(f"{k} {v}" for k, v in result["trials"].items()))
-    console.print(f"  requeued {result['requeued']} time(s) (lease expired or handed back)")
-    if result["failures"]:
-        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(result["failures"].items()))
-        console.print(f"  failures by kind: {kinds}  (`hq-sweep export` has each reason)")
-    console.print(f"  workers alive: {result['workers']}")
-    _print_controller(result)
+    show.print("  " + "  ".join(f"{k} {v}" for k, v in result["trials"].items()))
+    show.print(f"  requeued {result['requeued']} time(s) (lease expired or handed back)")
+    failures = top_failures(result["failures"], result["failure_lines"], limit=10)
+    for failure in failures:
+        show.print(f"  {failure_text(failure)}", style="red", highlight=False, markup=False)
+    if failures:
+        show.print(f"  every trial's reason: `hq-sweep export --sweep {result['sweep']}`",
+                   highlight=False, markup=False)
+    show.print(f"  workers alive: {result['workers']}")
+    if result["state"] == "stalled":
+        show.print(f"  workers cannot start: {result['stalled']}", style="bold red",
+                   highlight=False, markup=False)
+        console.print(stall_fix(result["sweep"]), style="yellow", highlight=False, markup=False)
+    else:
+        _print_controller(show, result)
     if result["quarantined"]:
-        console.print(f"  [yellow]{result['quarantined']} malformed message(s)[/] set aside in "
-                      f"Redis list hqs:s:{result['sweep']}:quarantine")
+        console.print(f"[yellow]{result['quarantined']} malformed message(s)[/] set aside in "
+                      f"Redis list hqs:s:{escape(result['sweep'])}:quarantine")
 
 
-def _print_controller(result: dict[str, Any]) -> None:
+def _print_controller(show: Console, result: dict[str, Any]) -> None:
     if result["controller"] is not None:
-        console.print(f"  controller: {result['controller']}")
+        show.print(f"  controller: {escape(result['controller'])}")
     elif warning := missing_controller(result["sweep"], None, result["state"]):
-        console.print(f"  {warning}", style="yellow", highlight=False)
+        console.print(warning, style="yellow", highlight=False, markup=False)
+
+
+TopOption = Annotated[int | None, typer.Option(
+    "--top", "-k", min=1, show_default=False,
+    help="The K best complete trials, best first (multi-objective: of the Pareto set).")]
+FlatOption = Annotated[bool, typer.Option(
+    "--flat", help="Params with dotted names (model.depth), not nested as in the sweep file.")]
 
 
 @friendly_errors
 def best_command(
-    sweep: SweepOption = None, redis_url: RedisOption = None, json_out: JsonOption = False
+    sweep: SweepOption = None,
+    redis_url: RedisOption = None,
+    json_out: JsonOption = False,
+    top: TopOption = None,
+    flat: FlatOption = False,
+    state_dir: ReadStateDirOption = None,
 ) -> None:
-    """The best trial so far: number, value, params."""
-    found = best(open_sweep(resolve_redis_url(redis_url), sweep))
+    """The best trial so far: number, value, params (multi-objective: the Pareto set)."""
+    with sweep_server(redis_url, sweep, state_dir) as url:
+        _best(open_sweep(url, sweep), json_out, top, flat)
+
+
+def _best(queue: SweepQueue, json_out: bool, top: int | None, flat: bool) -> None:
+    if top is None and not multi_objective(queue):
+        _show_best(best(queue, flat=flat), json_out)
+    else:
+        _show_top(top_trials(queue, top, flat=flat), json_out)
+
+
+def _show_best(found: dict[str, Any] | None, json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps(found))
         return
     if found is None:
         fail("no complete trial yet")
-    console.print(f"trial {found['number']}: value [bold]{found['value']:.6g}[/]")
-    console.print_json(json.dumps(found["params"]))
+    show = out()
+    show.print(f"trial {found['number']}: value [bold]{found['value']:.6g}[/]")
+    show.print_json(json.dumps(found["params"]))
+
+
+def _show_top(trials: list[dict[str, Any]], json_out: bool) -> None:
+    if json_out:
+        typer.echo(json.dumps(trials))
+        return
+    if not trials:
+        fail("no complete trial yet")
+    show = out()
+    for trial in trials:
+        if "value" in trial:
+            score = ("value ", (f"{trial['value']:.6g}", "bold"))
+        else:
+            score = ("values ", (", ".join(f"{v:.6g}" for v in trial["values"]), "bold"))
+        show.print(Text.assemble(f"trial {trial['number']}: ", *score, "  ",
+                                 json.dumps(trial["params"])))
 
 
 @friendly_errors
@@ -92,41 +158,42 @@ def export(
         Path | None, typer.Option("--output", "-o", help="File (default stdout).")
     ] = None,
     redis_url: RedisOption = None,
+    flat: FlatOption = False,
+    state_dir: ReadStateDirOption = None,
 ) -> None:
-    """Write every trial (params, values, state, timings, intermediate values) as CSV or JSON."""
+    """Write every trial (params, values, state, timings, metrics, intermediate values) as CSV
+    (always flat: params.a.b columns) or JSON (params nested as in the sweep file)."""
     if fmt not in ("csv", "json"):
         fail(f"--format: must be csv or json (got {fmt!r})", 2)
-    rows = trial_rows(open_sweep(resolve_redis_url(redis_url), sweep))
+    with sweep_server(redis_url, sweep, state_dir) as url:
+        rows = trial_rows(open_sweep(url, sweep), flat=flat or fmt == "csv")
     text = to_csv(rows) if fmt == "csv" else json.dumps(rows, indent=1) + "\n"
     if output is None:
         typer.echo(text, nl=False)
     else:
         output.write_text(text)
-        console.print(f"wrote {len(rows)} trials to {output}")
+        console.print(f"wrote {len(rows)} trials to {escape(str(output))}", highlight=False)
 
 
 @friendly_errors
 def monitor(sweep: SweepOption = None, redis_url: RedisOption = None) -> None:
-    """Live view of a sweep until it finishes (Ctrl-C leaves)."""
-    queue = open_sweep(resolve_redis_url(redis_url), sweep)
+    """Live view of a sweep until it finishes (Ctrl-C leaves).
+
+    Exit codes: 0 finished (or Ctrl-C); 3 stalled: its workers cannot start (the view says
+    why and what to do)."""
+    queue = open_sweep(resolve_redis_url(redis_url, sweep=sweep), sweep)
     total = sweep_total(stored_spec(queue))
     try:
-        snap = watch(queue, total, until=lambda: queue.meta.state() != "running", console=console)
+        snap = watch(queue, total, console=console,
+                     until=lambda snap: snap.state not in ("running", "stopping"))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
-    console.print(f"sweep {snap.sweep} {snap.state}")
-
-
-@friendly_errors
-def list_command(redis_url: RedisOption = None, json_out: JsonOption = False) -> None:
-    """Sweeps on the server, oldest first."""
-    connection = connect(resolve_redis_url(redis_url))
-    sweeps = SweepRegistry(connection).list()
-    if json_out:
-        typer.echo(json.dumps(sweeps))
-        return
-    for sweep_id in sweeps:
-        typer.echo(sweep_id)
+    console.print(f"sweep {snap.sweep} {snap.state}", highlight=False)
+    if snap.state == "stalled":
+        console.print(f"workers cannot start: {snap.stalled}", style="red", highlight=False,
+                      soft_wrap=True)
+        console.print(stall_fix(snap.sweep), style="yellow", highlight=False, soft_wrap=True)
+        raise typer.Exit(exitcodes.UNUSABLE)
 
 
 def register_result_commands(app: typer.Typer) -> None:
@@ -135,4 +202,3 @@ def register_result_commands(app: typer.Typer) -> None:
     app.command("best")(best_command)
     app.command()(export)
     app.command()(monitor)
-    app.command("list")(list_command)

@@ -7,6 +7,7 @@ environment, the sweep id) and does the file and `sbatch` work around it.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from rich.markup import escape
 
 from hq_sweep.cli.common import console, fail, friendly_errors
 from hq_sweep.launchers.batch.script import SbatchOptions, render_sbatch
+from hq_sweep.server.connection import ENV_STATE_DIR, sweep_state_dir
 from hq_sweep.spec.sweep import load_spec
 
 __all__ = ["register_cluster_commands", "sbatch"]
@@ -75,7 +77,8 @@ def _submit(script: Path) -> str:
 
 @friendly_errors
 def sbatch(
-    file: Annotated[Path, typer.Argument(help="Sweep file (W&B Sweeps YAML, Argo ranges).")],
+    file: Annotated[Path, typer.Argument(
+        metavar="FILE", help="Sweep file (W&B Sweeps YAML, Argo ranges).")],
     nodes: Annotated[int, typer.Option("--nodes", "-N", help="Nodes per allocation.")],
     gpus_per_node: Annotated[
         int, typer.Option("--gpus-per-node", help="GPUs per node (0: CPU-only workers).")
@@ -96,8 +99,9 @@ def sbatch(
     state_dir: Annotated[
         str | None,
         typer.Option(
-            help="Shared state directory; $VARS expand in the job "
-            "(default: $HOME/.hq-sweep/SWEEP).",
+            help="Shared state directory; $VARS expand in the job (default: the one every "
+            "command uses, plus sweeps/SWEEP: $HQ_SWEEP_STATE_DIR/sweeps/SWEEP, else "
+            "${XDG_STATE_HOME:-~/.local/state}/hq-sweep/sweeps/SWEEP).",
             show_default=False,
         ),
     ] = None,
@@ -124,7 +128,7 @@ def sbatch(
         sweep_file=str(file.resolve()), sweep_id=sweep_id, nodes=nodes,
         gpus_per_node=gpus_per_node, time=time, partition=partition, account=account,
         cpus_per_task=cpus_per_task, workers_per_gpu=workers_per_gpu, chain=chain,
-        signal_seconds=signal_seconds, state_dir=state_dir,
+        signal_seconds=signal_seconds, state_dir=state_dir or _state_root_dir(sweep_id),
         venv=_running_venv() if venv is None else (venv or None),
     )  # fmt: skip
     text = render_sbatch(options, _read_template(template))  # errors: one line per option
@@ -139,6 +143,13 @@ def sbatch(
     job_id = _submit(path)
     console.print(f"submitted job {job_id}", highlight=False)
     typer.echo(job_id)
+
+
+def _state_root_dir(sweep_id: str) -> str | None:
+    """`$HQ_SWEEP_STATE_DIR/sweeps/ID` when the user set a state dir; None: the script's own
+    default (the XDG one, expanded in the job)."""
+    root = os.environ.get(ENV_STATE_DIR, "").strip()
+    return str(sweep_state_dir(sweep_id)) if root else None
 
 
 def register_cluster_commands(app: typer.Typer) -> None:

@@ -1,8 +1,8 @@
 """`hq-sweep server start|stop|status|url`: the shared Redis-compatible server.
 
-Human-readable output goes to stderr (rich); machine output (`url`, `status --json`) to
-stdout. Every URL shown is redacted except by `url`, whose purpose is to hand it over.
-Errors are one line and a non-zero exit code, never a traceback.
+Results (`status`, `url`) go to stdout; progress, errors and hints to stderr; neither is
+hard-wrapped outside a terminal. Every URL shown is redacted except by `url`, whose purpose
+is to hand it over. Errors are one line and a non-zero exit code, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from hq_sweep.cli.common import friendly_errors
 from hq_sweep.queue.admin import server_details
@@ -39,6 +38,7 @@ __all__ = ["server_app"]
 server_app = typer.Typer(
     help="Run the password-protected Redis-compatible server that sweeps and workers share.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # click's plain help: no `<bool>` after every flag
 )
 
 StateDirOption = Annotated[
@@ -58,6 +58,11 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 def _console() -> Console:
     # Built per call so it writes to whatever sys.stderr is now (CliRunner swaps it).
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _out() -> Console:
+    """Results: stdout as it is now, one line per line."""
+    return Console(highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -93,13 +98,29 @@ def start(
         str,
         typer.Option(help="Address to listen on; 0.0.0.0 lets other cluster nodes connect."),
     ] = "127.0.0.1",
+    advertise: Annotated[
+        str | None,
+        typer.Option(help="Host name or address clients use to reach the server (default: "
+                     "this node's name with a wildcard --bind, else the --bind address).",
+                     show_default=False),
+    ] = None,
     state_dir: StateDirOption = None,
     foreground: Annotated[
         bool, typer.Option("--foreground", help="Stay attached; Ctrl-C stops the server.")
     ] = False,
 ) -> None:
-    """Start a server with a generated password and AOF persistence."""
+    """Start a server with a generated password and AOF persistence (if one already runs in
+    the state directory: say where, exit 0)."""
     directory = state_dir or default_state_dir()
+    _, recorded = _recorded(directory)
+    if recorded is not None and server_alive(recorded) and not foreground:
+        if port is not None and port != recorded.port:
+            _fail(f"a server already runs in {directory} on port {recorded.port}; "
+                  "`hq-sweep server stop` it first to move it")
+        _console().print(
+            f"a server is already running at [bold]{escape(recorded.redacted_url)}[/] "
+            f"(pid {recorded.pid}, state dir {escape(str(directory))}); nothing to do")
+        return
     # A SIGTERM while the server starts (scancel right away) must stop it, not orphan it:
     # note it now, act on it once the server is up.
     early: list[int] = []
@@ -107,7 +128,8 @@ def start(
         for sig in _STOP_SIGNALS:
             signal.signal(sig, lambda signum, _frame: early.append(signum))
     try:
-        info = start_server(directory, port=port, bind=bind, detach=not foreground)
+        info = start_server(directory, port=port, bind=bind, detach=not foreground,
+                            advertise=advertise)
     except OSError as exc:
         _fail(f"cannot start a server in {directory}: {exc.strerror or exc}")
     _print_started(info)
@@ -199,7 +221,7 @@ def status(
     directory, info = _recorded(state_dir)
     record = _status_record(directory, info)
     if as_json:
-        typer.echo(json.dumps(record, indent=2, default=str))
+        typer.echo(json.dumps(record, default=str))
     else:
         _print_status(record)
     if not record["running"]:
@@ -207,7 +229,7 @@ def status(
 
 
 def _print_status(record: dict[str, Any]) -> None:
-    console = _console()
+    console = _out()
     if "pid" not in record:
         console.print(f"no hq-sweep server recorded in {escape(record['state_dir'])}")
         return
@@ -217,7 +239,6 @@ def _print_status(record: dict[str, Any]) -> None:
             "or not reachable from here"
         )
         return
-    table = Table.grid(padding=(0, 2))
     rows = [
         ("url", record["url"]),
         ("pid", f"{record['pid']} on {record['node']}"),
@@ -228,10 +249,10 @@ def _print_status(record: dict[str, Any]) -> None:
         ("clients", record.get("clients")),
         ("state dir", record["state_dir"]),
     ]
-    for name, value in rows:
-        table.add_row(f"[bold]{name}[/]", escape(str(value if value is not None else "?")))
     console.print("[green]●[/] hq-sweep server running")
-    console.print(table)
+    for name, value in rows:  # lines, not a table: a long path must not wrap in a pipe
+        shown = escape(str(value if value is not None else "?"))
+        console.print(f"  [bold]{name:<10}[/]{shown}")
 
 
 def _uptime(record: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from hq_sweep.controller.strategy.choice import strategy_for
 from hq_sweep.errors import HqSweepError, RedisUnavailable
 from hq_sweep.messages import TrialOutcome, TrialState
 from hq_sweep.queue.admin import ping
+from hq_sweep.queue.lifecycle import FINISHED_REASONS, user_stop
 from hq_sweep.queue.lock_token import controller_token
 from hq_sweep.queue.retry import patiently
 from hq_sweep.queue.sweep import SweepQueue
@@ -70,6 +71,7 @@ class Controller:
         self._last_renew = self._last_reap = time.monotonic()
         self._published: Best | None = None
         self._paths = spec.parameter_paths()
+        self._user_stop: str | None = None  # "stop"/"cancel" (asked by a user) or "deleted"
 
     # ---- main loop ----------------------------------------------------------------------
 
@@ -93,11 +95,13 @@ class Controller:
                 self.queue.lock.release(self.token)
 
     def _start(self) -> None:
-        self.queue.meta.set_running()
+        if user_stop(self.queue) is None:  # a stopping sweep stays so: this one winds it down
+            self.queue.meta.set_running()
         history = read_history(self.queue, self.strategy.wants_reports)
         self.strategy.restore(history, self.keep_lock_fresh)
         self.next_number = len(history.records)
         self._after_tells()
+        self._check_user_stop()
 
     def step(self) -> None:
         """One round: read results (and the reports that preceded them), tell, top up."""
@@ -128,13 +132,20 @@ class Controller:
         self.queue.meta.set_told(self.strategy.told)
 
     def _done(self) -> bool:
+        if self._user_stop == "deleted":
+            return True
         if self.strategy.pending:
             return False
-        return self.strategy.stop is not None or self._remaining() == 0
+        stopped = self._user_stop is not None or self.strategy.stop is not None
+        return stopped or self._remaining() == 0
 
     def _finish(self) -> str:
+        if self._user_stop == "deleted":
+            return "deleted"  # its keys are gone: write nothing back
         stop = self.strategy.stop
         reason = stop.reason if stop is not None else "run_cap"
+        if self._user_stop is not None:
+            reason = FINISHED_REASONS.get(self._user_stop, reason)
         self.queue.meta.set_told(self.strategy.told, self.strategy.held())
         self.queue.meta.set_finished(reason)
         self.queue.trials.drop_jobs()
@@ -171,16 +182,35 @@ class Controller:
     def _housekeeping(self) -> None:
         """Every so often: keep the controller lock, requeue trials whose lease expired and
         tell those that used up their attempts (reap hands them back to us alone)."""
-        self.keep_lock_fresh()
         now = time.monotonic()
         if now - self._last_reap > min(1.0, self.spec.lease / 4):
             self._last_reap = now
+            self._check_user_stop()
+            if self._user_stop == "deleted":
+                return
+            self.keep_lock_fresh()
             reaped = self.queue.trials.reap(self.spec.retries + 1)
             if reaped.requeued:
                 log.info("requeued %d trial(s) whose lease expired", reaped.requeued)
             if reaped.failed:
                 self._tell(o for r in reaped.failed if (o := r.outcome()) is not None)
             self._nudge()
+        else:
+            self.keep_lock_fresh()
+
+    def _check_user_stop(self) -> None:
+        """`hq-sweep stop`/`cancel` asked the sweep to end: ask no more, withdraw what is
+        queued (trials requeued since, or enqueued before we saw the request); the sweep
+        ends once nothing is pending. A deleted sweep ends at once."""
+        mode = user_stop(self.queue)
+        if mode is None:
+            return
+        if self._user_stop is None:
+            log.info("sweep %s: %s", self.queue.sweep_id, "deleted" if mode == "deleted"
+                     else f"`hq-sweep {mode}` asked it to end; winding down")
+        self._user_stop = mode
+        if mode != "deleted" and self.strategy.pending:
+            self.cancel_queued()
 
     def _nudge(self) -> None:
         """Ready trials but no job to send a worker for them (its job died with a worker, or
@@ -233,7 +263,7 @@ class Controller:
         return count
 
     def _top_up(self) -> None:
-        if self.strategy.stop is not None:
+        if self.strategy.stop is not None or self._user_stop is not None:
             return
         batch = self._batch_size()
         workers = self._live_workers()

@@ -81,7 +81,14 @@ class LocalLauncher:
             raise
 
     def describe(self) -> str:
-        return f"{self.count} workers (pids {', '.join(str(p.pid) for p in self._procs)})"
+        pids = ", ".join(str(p.pid) for p in self._procs)
+        return f"{self.count} workers (pids {pids}); {self.output_note()}"
+
+    def output_note(self) -> str:
+        """Where the workers' output goes, for "started ..." lines."""
+        if self.log_dir is None:
+            return "worker output on this command's stdout/stderr"
+        return f"worker logs in {self.log_dir.resolve()}/"
 
     def poll(self) -> None:
         """One supervision pass: reap exits, decide, restart slots whose backoff is over."""

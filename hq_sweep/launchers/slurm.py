@@ -163,7 +163,8 @@ class SlurmLauncher(LocalLauncher):
         return sum(p.tasks for p in self.placements)
 
     def describe(self) -> str:
-        return f"{self.workers} workers as Slurm steps: {describe_plan(self.placements)}"
+        plan = describe_plan(self.placements)
+        return f"{self.workers} workers as Slurm steps: {plan}; {self.output_note()}"
 
     def signal_all(self, sig: int) -> None:
         if self.job_id is None or sig not in _VIA_SCANCEL:

@@ -4,16 +4,22 @@ Every value is JSON or plain text, never pickle (a pickle in a shared Redis is c
 for anyone who can write to it).
 
     hqs:sweeps                  ZSET    sweep id -> created (unix seconds)
-    hqs:s:{id}                  HASH    sweep meta: spec (JSON), spec_hash, state
-                                        (running|finished), created, next (trials allocated),
-                                        best (JSON), finished_reason, told, study_trials
+    hqs:s:{id}                  HASH    sweep meta: spec (JSON), spec_hash, state (running|
+                                        stopping|finished, see below), stop (stop|cancel: a
+                                        user's request), created, next (trials allocated),
+                                        best (JSON), finished_reason, told, study_trials,
+                                        stalled (why the last worker could not start; cleared
+                                        when one starts)
     hqs:s:{id}:t:{n}            HASH    trial record (read and written through the one codec,
                                         `messages.TrialRecord`): state, attempt, params (JSON),
                                         queued_at, worker, started_at (claimed), lease,
                                         ended_at, duration (objective's run time, s), values
                                         (JSON), reason, metrics (JSON), decision (flagged by
                                         the controller: `messages.Decision` JSON), released
-                                        (attempts handed back by stopping workers). claim.lua
+                                        (attempts handed back by stopping workers), cancel
+                                        (why `hq-sweep cancel` flagged it to be abandoned:
+                                        report.lua answers a cancel decision, renew.lua says
+                                        so, finish.lua records it cancelled). claim.lua
                                         and reap.lua hand whole records back; finish.lua sets
                                         whichever finishing fields it is given
     hqs:s:{id}:iv:{n}           HASH    step -> intermediate value (exact decimal text)
@@ -24,6 +30,8 @@ for anyone who can write to it).
     hqs:s:{id}:ready            LIST    numbers of queued trials, taken by workers' claims
     hqs:s:{id}:leases           ZSET    running trial number -> lease deadline (ms, server clock)
     hqs:s:{id}:reasons          HASH    failure kind -> number of failed trials
+    hqs:s:{id}:failure_lines    HASH    failure kind -> its latest failure in one line
+                                        (`Type: message (file.py:N)`), shown beside the count
     hqs:s:{id}:results          LIST    TrialOutcome JSON, worker -> controller (finish.lua;
                                         trials failed by reap.lua go back in its reply instead)
     hqs:s:{id}:reports          LIST    Report JSON, worker -> controller (pruning)
@@ -33,6 +41,15 @@ for anyone who can write to it).
     rq:queue:hqs-{id}, rq:job:* rq's own keys: jobs that send a worker to take ready trials
 
 State changes that must be atomic are Lua scripts in `lua/` (each documents its keys).
+
+A sweep's state: `running` from creation (and again when a controller resumes it); `stopping`
+once `hq-sweep stop`/`cancel` asked it to end (stop_sweep.lua: claims are refused, queued
+trials withdrawn as cancelled, with `cancel` running ones flagged); `finished` when its
+controller ended it (finished_reason says why: run_cap, a target, "stopped by user
+(`hq-sweep stop`)", "cancelled by user (`hq-sweep cancel`)"), or when stop_sweep.lua found
+nothing running and no controller. Workers leave any sweep that is not `running`. `hq-sweep
+list` shows a finished sweep with `stop` set as stopped or cancelled. `hq-sweep delete`
+removes every key above of one sweep (SCAN on its prefix, rq's keys for its queue).
 """
 
 from __future__ import annotations
@@ -67,8 +84,8 @@ class SweepKeys:
         return f"{self.meta}:dec:{number}"
 
     def part(self, name: str) -> str:
-        """One of the sweep-wide keys: counts, ready, leases, reasons, results, reports,
-        lock, workers, quarantine."""
+        """One of the sweep-wide keys: counts, ready, leases, reasons, failure_lines, results,
+        reports, lock, workers, quarantine."""
         return f"{self.meta}:{name}"
 
     @property

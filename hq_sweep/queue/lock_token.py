@@ -30,8 +30,13 @@ def describe_holder(token: str | None) -> str | None:
 
 
 def missing_controller(sweep_id: str, holder: str | None, state: str | None) -> str | None:
-    """The warning for a running sweep that no controller holds, None when there is none."""
-    if holder is not None or state != "running":
+    """The warning for a running (or stopping) sweep that no controller holds, None when
+    there is none."""
+    if holder is not None or state not in ("running", "stopping"):
         return None
+    if state == "stopping":
+        return (f"no controller holds this stopping sweep: it ends when "
+                f"`hq-sweep controller {sweep_id}` runs, or when `hq-sweep stop {sweep_id}` "
+                f"is run again once its running trials have ended")
     return (f"no controller holds this sweep: no new trials until "
             f"`hq-sweep controller {sweep_id}` runs")

@@ -28,7 +28,21 @@ class SweepMeta:
         self.connection.hset(self.key, mapping={"state": "finished", "finished_reason": reason})
 
     def set_running(self) -> None:
+        """Running (again: a resumed sweep forgets an earlier user stop)."""
         self.connection.hset(self.key, "state", "running")
+        self.connection.hdel(self.key, "stop")
+
+    def replace_spec(self, spec_json: str, spec_hash: str) -> None:
+        """A resumed sweep's new spec (only its run_cap may differ: the caller checks)."""
+        self.connection.hset(self.key, mapping={"spec": spec_json, "spec_hash": spec_hash})
+
+    def set_stalled(self, reason: str) -> None:
+        """A worker could not start (its import or setup() failed): why, for status/monitor."""
+        self.connection.hset(self.key, "stalled", reason)
+
+    def clear_stalled(self) -> None:
+        """A worker started: whatever stalled the sweep is fixed."""
+        self.connection.hdel(self.key, "stalled")
 
     def set_told(self, told: int, study_trials: int | None = None) -> None:
         """How many outcomes the controller's study holds (and, at the end, how many trials)."""
@@ -47,6 +61,11 @@ class SweepMeta:
     def failure_kinds(self) -> dict[str, int]:
         raw = self.connection.hgetall(self.keys.part("reasons"))
         return {text(k) or "": int(v) for k, v in raw.items()}
+
+    def failure_lines(self) -> dict[str, str]:
+        """Failure kind -> the latest failure of that kind in one line."""
+        raw = self.connection.hgetall(self.keys.part("failure_lines"))
+        return {text(k) or "": text(v) or "" for k, v in raw.items()}
 
     def quarantined(self) -> int:
         return int(self.connection.llen(self.keys.part("quarantine")))

@@ -11,7 +11,7 @@ from typing import NamedTuple, TypeVar
 import redis
 
 from hq_sweep.errors import TransportError
-from hq_sweep.messages import Decision, MessageError, Report, TrialOutcome, dumps
+from hq_sweep.messages import Action, Decision, MessageError, Report, TrialOutcome, dumps
 from hq_sweep.queue.client import Client, translate
 from hq_sweep.queue.keys import SweepKeys
 from hq_sweep.queue.scripts import script
@@ -19,6 +19,8 @@ from hq_sweep.queue.scripts import script
 _DECISION_TTL_MS = 60_000
 _BLPOP_BACKSTOP_S = 1  # the server-side limit of a decision wait (the real one is ours)
 _M = TypeVar("_M")
+# What a trial flagged by `hq-sweep cancel` is answered (its step: any, it ends the trial).
+CANCEL_DECISION = Decision(0, Action.CANCEL)
 
 
 class Verdicts(NamedTuple):
@@ -53,7 +55,8 @@ class ReportChannel:
                 fields += (str(r.step), repr(r.value))
             feed = [r.encode() for r in group] if feed_pruner else []
             batch.append((str(number), str(attempt), fields, feed))
-        args = [self.keys.meta, "1" if feed_pruner else "0", dumps(batch)]
+        args = [self.keys.meta, "1" if feed_pruner else "0", dumps(batch),
+                CANCEL_DECISION.encode()]
         replies = script("report").run(self.connection, [self.keys.part("reports")], args)
         verdicts = Verdicts({}, set())
         for (number, _), reply in zip(groups, replies, strict=True):
@@ -88,7 +91,7 @@ class ReportChannel:
                 if not popped:
                     return None
                 for decision in self._decode_all([bytes(popped[1])], Decision.decode):
-                    if decision.step >= step:
+                    if decision.step >= step or decision.cancels:
                         return decision
             return None
         except redis.exceptions.RedisError as exc:

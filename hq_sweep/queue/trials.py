@@ -16,6 +16,7 @@ from hq_sweep.queue.keys import SweepKeys
 from hq_sweep.queue.scripts import script
 
 RUN_BATCH_FUNC = "hq_sweep.worker.warm_loop.run_trial_batch"
+RENEWED_CANCELLED = 2  # renew.lua: the lease is kept, but the trial is flagged for cancelling
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +35,16 @@ class Finish:
     ended_at: float
     metrics: dict[str, Any] | None = None  # JSON-able: encoded once, by the record
     failure_kind: str = ""  # e.g. "ValueError", "timeout": counted per kind for status
+    failure_line: str = ""  # the failure in one line; default: the reason's first line
 
     def record(self) -> TrialRecord:
         return TrialRecord.of(self.outcome, self.ended_at, self.metrics)
+
+    def summary_line(self) -> str:
+        if self.failure_line:
+            return self.failure_line
+        lines = (self.outcome.reason or "").strip().splitlines()
+        return lines[0][:200] if lines else self.failure_kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +124,11 @@ class TrialStore:
         keys = [self.keys.part(k) for k in ("leases", "counts", "reasons", "ready")]
         args = [self.keys.trial_prefix, attempts_allowed, limit]
         requeued, *flat = script("reap").run(self.connection, keys, args)
-        return Reaped(int(requeued), [_record(n, raw) for n, raw in zip(flat[::2], flat[1::2],
-                                                                          strict=True)])
+        failed = [_record(n, raw) for n, raw in zip(flat[::2], flat[1::2], strict=True)]
+        if failed and failed[-1].reason:
+            self.connection.hset(self.keys.part("failure_lines"), "lease expired",
+                                 failed[-1].reason)
+        return Reaped(int(requeued), failed)
 
     def cancel(self, numbers: Sequence[int]) -> list[int]:
         """Withdraw the trials no worker has started; returns those it withdrew."""
@@ -167,7 +178,8 @@ class TrialStore:
     def claim(self, worker: str, limit: int, lease_s: float) -> list[Claim]:
         """Take up to `limit` ready trials, leased to `worker`. A claimed record that does
         not read (garbage params) is failed at once, saying why, rather than run."""
-        keys = [self.keys.part("counts"), self.keys.part("leases"), self.keys.part("ready")]
+        keys = [self.keys.part("counts"), self.keys.part("leases"), self.keys.part("ready"),
+                self.keys.meta]
         args: list[str | int] = [worker, int(lease_s * 1000), limit, self.keys.trial_prefix]
         flat = script("claim").run(self.connection, keys, args)
         claims, unreadable = [], []
@@ -191,18 +203,28 @@ class TrialStore:
             keys.append(self.keys.trial(out.number))
             batch.append((str(out.number), str(out.attempt), item.record().finish_fields(),
                           out.encode(), item.failure_kind))
-        flags = script("finish").run(self.connection, keys, [dumps(batch)])
-        return [bool(flag) for flag in flags]
+        flags = [bool(flag) for flag in script("finish").run(self.connection, keys, [dumps(batch)])]
+        self._note_failure_lines([f for f, ok in zip(finishes, flags, strict=True) if ok])
+        return flags
 
-    def renew(self, worker: str, held: Sequence[tuple[int, int]], lease_s: float) -> list[bool]:
-        """Extend the leases of (number, attempt) pairs; False where the trial is not ours."""
+    def _note_failure_lines(self, recorded: Sequence[Finish]) -> None:
+        """Keep the latest one-line reason of each failure kind, shown beside its count.
+        Not part of finish.lua: a lost line costs a display, never a count."""
+        lines: dict[Any, Any] = {f.failure_kind: f.summary_line() for f in recorded
+                                 if f.failure_kind}
+        if lines:
+            self.connection.hset(self.keys.part("failure_lines"), mapping=lines)
+
+    def renew(self, worker: str, held: Sequence[tuple[int, int]], lease_s: float) -> list[int]:
+        """Extend the leases of (number, attempt) pairs: 1 renewed, 0 where the trial is not
+        ours, RENEWED_CANCELLED where it is but `hq-sweep cancel` flagged it (abandon it)."""
         if not held:
             return []
         keys = [self.keys.part("leases"), *(self.keys.trial(n) for n, _ in held)]
         args: list[Any] = [worker, int(lease_s * 1000)]
         for number, attempt in held:
             args += [number, attempt]
-        return [bool(flag) for flag in script("renew").run(self.connection, keys, args)]
+        return [int(flag) for flag in script("renew").run(self.connection, keys, args)]
 
     def release(self, worker: str, held: Sequence[tuple[int, int]]) -> list[bool]:
         """Give back claimed trials this worker will not finish; they are queued again."""

@@ -22,6 +22,7 @@ from rich.text import Text
 from hq_sweep.messages import FINISHED_STATES
 from hq_sweep.queue.lock_token import describe_holder, missing_controller
 from hq_sweep.queue.sweep import SweepQueue
+from hq_sweep.results.summary import failure_text, sweep_state, top_failures
 
 FINISHED = tuple(s.value for s in FINISHED_STATES)
 
@@ -40,6 +41,8 @@ class Snapshot:
     metric: str = "value"
     finished_reason: str = ""
     controller: str | None = None  # "HOST pid N" of the controller holding the sweep
+    stalled: str = ""  # why workers cannot start, when none is left running
+    failures: tuple[dict[str, Any], ...] = ()  # the commonest failure kinds (top_failures)
 
     @property
     def finished(self) -> int:
@@ -71,19 +74,25 @@ def take_snapshot(
     spec = json.loads(meta.get("spec") or "{}")
     metric = spec.get("metric") or {}
     finished = sum(counts.get(s, 0) for s in FINISHED)
+    workers = queue.workers.live(within_s=10.0)
+    state = sweep_state(meta, workers)
+    failures = (top_failures(queue.meta.failure_kinds(), queue.meta.failure_lines())
+                if counts.get("failed") else [])
     return Snapshot(
         sweep=queue.sweep_id,
-        state=meta.get("state", "?"),
+        state=state,
         counts=counts,
         total=total,
         best=best,
-        workers=queue.workers.live(within_s=10.0),
+        workers=workers,
         rate=meter.update(finished),
         elapsed=time.monotonic() - started,
         goal=metric.get("goal", "minimize"),
         metric=metric.get("name", "value"),
         finished_reason=meta.get("finished_reason", ""),
         controller=describe_holder(queue.lock.holder()),
+        stalled=meta.get("stalled", "") if state == "stalled" else "",
+        failures=tuple(failures),
     )
 
 
@@ -137,27 +146,38 @@ def render(snap: Snapshot) -> RenderableType:
                 (_format_params(snap.best["params"]), "dim"),
             )
         )
-    if snap.finished_reason:
+    parts.extend(Text(f"  {failure_text(f)}", "red", overflow="ellipsis", no_wrap=True)
+                 for f in snap.failures)
+    if snap.stalled:
+        parts.append(Text(f"stalled: workers cannot start: {snap.stalled}", "bold red"))
+        parts.append(Text(stall_fix(snap.sweep), "yellow"))
+    elif snap.finished_reason:
         parts.append(Text(f"finished: {snap.finished_reason}", "yellow"))
     elif warning := missing_controller(snap.sweep, snap.controller, snap.state):
         parts.append(Text(warning, "yellow"))
     return Group(*parts)
 
 
+def stall_fix(sweep: str) -> str:
+    """What to do about a stalled sweep: the controller is fine, the workers' code is not."""
+    return (f"fix the error above, then start workers again: `hq-sweep start-workers --sweep "
+            f"{sweep}` (the sweep keeps its trials; its controller need not restart)")
+
+
 def watch(
     queue: SweepQueue,
     total: int | None,
-    until: Callable[[], bool],
+    until: Callable[[Snapshot], bool],
     console: Console | None = None,
     refresh_s: float = 0.25,
 ) -> Snapshot:
-    """Show the live view until `until()` is true; returns the last snapshot."""
+    """Show the live view until `until(snapshot)` is true; returns the last snapshot."""
     meter, started = RateMeter(), time.monotonic()
     snap = take_snapshot(queue, meter, total, started)
     with Live(
         render(snap), console=console or Console(stderr=True), refresh_per_second=4, transient=False
     ) as live:
-        while not until():
+        while not until(snap):
             time.sleep(refresh_s)
             snap = take_snapshot(queue, meter, total, started)
             live.update(render(snap))

@@ -42,6 +42,7 @@ __all__ = [
     "remove_connection_file",
     "resolve_redis_url",
     "server_alive",
+    "sweep_state_dir",
     "write_connection_file",
     "write_private_file",
 ]
@@ -88,9 +89,12 @@ class ServerInfo:
     started_at: str = ""
 
     def probe_host(self) -> str:
-        """The address to reach the server at from this machine."""
-        if self.node == socket.gethostname() and self.bind in WILDCARD_BINDS:
-            return "::1" if ":" in self.bind else "127.0.0.1"
+        """The address to reach the server at from this machine: on its own node, the
+        address it listens on (an advertised name may not resolve there)."""
+        if self.node == socket.gethostname():
+            if self.bind in WILDCARD_BINDS:
+                return "::1" if ":" in self.bind else "127.0.0.1"
+            return self.bind
         return self.host
 
     @property
@@ -154,6 +158,12 @@ def default_state_dir() -> Path:
     xdg = os.environ.get("XDG_STATE_HOME", "").strip()
     base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
     return base / "hq-sweep"
+
+
+def sweep_state_dir(sweep_id: str) -> Path:
+    """Where a batch sweep's own server keeps its state: `default_state_dir()/sweeps/ID`
+    (what `hq-sweep sbatch` uses unless given `--state-dir`)."""
+    return default_state_dir() / "sweeps" / sweep_id
 
 
 def connection_file_path(state_dir: Path | None = None) -> Path:
@@ -262,6 +272,14 @@ def server_alive(info: ServerInfo, timeout: float = 1.0) -> bool:
     return reply == "PONG" or reply.startswith("LOADING")
 
 
+def _live_server_in(directory: Path) -> bool:
+    try:
+        info = read_connection_file(directory)
+    except ConnectionFileError:
+        return False
+    return info is not None and server_alive(info)
+
+
 def _checked_url(url: str, source: str) -> str:
     scheme, sep, _rest = url.partition("://")
     if not sep or scheme.lower() not in REDIS_SCHEMES:
@@ -280,8 +298,11 @@ def not_running_message(info: ServerInfo) -> str:
     return f"the server recorded in {where} is not running"
 
 
-def resolve_redis_url(explicit: str | None = None, *, state_dir: Path | None = None) -> str:
-    """The Redis URL to use: `explicit` > `$HQ_SWEEP_REDIS_URL` > a live server's file.
+def resolve_redis_url(explicit: str | None = None, *, state_dir: Path | None = None,
+                      sweep: str | None = None) -> str:
+    """The Redis URL to use: `explicit` > `$HQ_SWEEP_REDIS_URL` > a live server's file in
+    the state dir > (for `sweep`) a live server in that sweep's own dir (`sweep_state_dir`,
+    where batch jobs keep theirs), so `--sweep ID` alone finds a batch sweep.
 
     Raises NoServerError (telling the user what to do) when nothing is found, and
     BadRedisUrlError when an explicit or environment URL is not a Redis URL.
@@ -291,6 +312,10 @@ def resolve_redis_url(explicit: str | None = None, *, state_dir: Path | None = N
     env = os.environ.get(ENV_REDIS_URL, "").strip()
     if env:
         return _checked_url(env, f"${ENV_REDIS_URL}")
+    if state_dir is None and sweep:
+        own = sweep_state_dir(sweep)
+        if not _live_server_in(default_state_dir()) and _live_server_in(own):
+            state_dir = own
     directory = state_dir or default_state_dir()
     try:
         info = read_connection_file(directory)

@@ -235,7 +235,8 @@ def _reason(tail: str) -> str:
 
 
 def _launch(
-    state_dir: Path, *, password: str, port: int | None, bind: str, new_session: bool, lock_fd: int
+    state_dir: Path, *, password: str, port: int | None, bind: str, new_session: bool, lock_fd: int,
+    advertise: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], ServerInfo]:
     """Write the config, start the server and wait for it; retries a port lost to a race."""
     binary = find_server_binary()
@@ -247,7 +248,7 @@ def _launch(
         proc = _spawn(binary, state_dir, new_session=new_session, lock_fd=lock_fd)
         started = datetime.now(UTC).isoformat(timespec="seconds")
         info = ServerInfo(
-            host=_advertised_host(bind), port=chosen, password=password, pid=proc.pid,
+            host=advertise or _advertised_host(bind), port=chosen, password=password, pid=proc.pid,
             state_dir=state_dir, bind=bind, started_at=started,
         )  # fmt: skip
         failure = _wait_ready(proc, info, START_TIMEOUT)
@@ -265,14 +266,15 @@ def _launch(
 
 
 def start_locked(
-    state_dir: Path, *, password: str, port: int | None, bind: str, new_session: bool
+    state_dir: Path, *, password: str, port: int | None, bind: str, new_session: bool,
+    advertise: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], ServerInfo]:
     """Start under the state dir's lock and record the server in its connection file."""
     lock_fd = _lock_state_dir(state_dir)
     try:
         proc, info = _launch(
             state_dir, password=password, port=port, bind=bind, new_session=new_session,
-            lock_fd=lock_fd,
+            lock_fd=lock_fd, advertise=advertise,
         )  # fmt: skip
     finally:
         os.close(lock_fd)  # the server holds its inherited copy
@@ -295,20 +297,26 @@ def _check_not_running(state_dir: Path) -> None:
 
 
 def start_server(
-    state_dir: Path, *, port: int | None = None, bind: str = "127.0.0.1", detach: bool = True
+    state_dir: Path, *, port: int | None = None, bind: str = "127.0.0.1", detach: bool = True,
+    advertise: str | None = None,
 ) -> ServerInfo:
     """Start a password-protected server with AOF persistence in `state_dir`.
 
-    `port=None` picks a free port. `detach=True` puts the server in its own session so it
+    `port=None` picks a free port. `advertise`: the host name or address clients are to use
+    (recorded in the connection file; default: this node's name for a wildcard bind, else the
+    bind address). `detach=True` puts the server in its own session so it
     outlives this process; `detach=False` leaves it in our process group (Ctrl-C reaches
     it), for `hq-sweep server start --foreground`. Writes the connection file.
     """
     if not bind or any(ch.isspace() for ch in bind):
         raise ServerStartError(f"--bind takes a single address, got {bind!r}")
+    if advertise is not None and (not advertise or any(ch in advertise for ch in " /@:")):
+        raise ServerStartError(f"--advertise takes a host name or IPv4 address, got {advertise!r}")
     state_dir = state_dir.expanduser().resolve()
     _check_not_running(state_dir)
     proc, info = start_locked(
-        state_dir, password=secrets.token_urlsafe(32), port=port, bind=bind, new_session=detach
+        state_dir, password=secrets.token_urlsafe(32), port=port, bind=bind, new_session=detach,
+        advertise=advertise,
     )
     # Drop our handle on a server meant to outlive us without a ResourceWarning; subprocess
     # keeps it and reaps the process if it exits while we run (pid_alive copes with that).

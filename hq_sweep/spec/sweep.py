@@ -379,6 +379,6 @@ def _resolve_worker(spec: SweepSpec, base: Path) -> SweepSpec:
         if candidate.is_file():
             resolved = worker.model_copy(update={"module": str(candidate.resolve())})
             return spec.model_copy(update={"worker": resolved})
-    places = " and ".join(str(c.parent.resolve()) for c in candidates)
+    places = " and ".join(dict.fromkeys(str(c.parent.resolve()) for c in candidates))
     raise SpecError([f"worker.module: file {worker.module} not found (looked in {places})"])
 

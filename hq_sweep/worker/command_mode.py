@@ -34,7 +34,7 @@ Reporting protocol (program -> hq-sweep):
 
 The child's environment is the worker's (CUDA_VISIBLE_DEVICES passes through) plus
 HQ_SWEEP_TRIAL_NUMBER, HQ_SWEEP_METRICS_FILE and HQ_SWEEP_PARAMS_JSON. POSIX only: the child
-runs in its own session, and a prune, timeout or error kills the whole process group.
+runs in its own session, and a prune, cancel, timeout or error kills the whole process group.
 """
 
 from __future__ import annotations
@@ -258,6 +258,13 @@ class MetricSink:
         if math.isfinite(value):  # a NaN fails the trial at the end, it is not a report
             self._trial.report(value, step)  # may raise optuna.TrialPruned
 
+    def check_cancelled(self) -> None:
+        """Raises (the worker's TrialCancelled) once `hq-sweep cancel` flagged the trial, so a
+        program that reports nothing is stopped too (trials without the check never raise)."""
+        check = getattr(self._trial, "check_cancelled", None)
+        if check is not None:
+            check()
+
 
 class MetricsFileTail:
     """Reads the objects appended to $HQ_SWEEP_METRICS_FILE since the last call."""
@@ -373,6 +380,7 @@ class CommandObjective:
         child = ChildProcess(argv, self.cwd, env, on_stderr=lambda s: self.echo_err(prefix + s))
         try:
             for line in child.lines(deadline):
+                sink.check_cancelled()  # raises, then `finally` kills, as a prune does
                 obj = None if line is None else parse_metric_line(line)
                 if line is not None and obj is None:
                     self.echo(prefix + line)

@@ -19,8 +19,13 @@ from hq_sweep.messages import Decision, Report, TrialOutcome, TrialState, dumps
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.trials import Claim, Finish
 from hq_sweep.worker.reports import ReportBuffer
-from hq_sweep.worker.trial import AttemptSuperseded, Trial
-from hq_sweep.worker.usercode import InvalidResult, Objective, normalize_result
+from hq_sweep.worker.trial import AttemptSuperseded, Trial, TrialCancelled
+from hq_sweep.worker.usercode import (
+    InvalidResult,
+    Objective,
+    describe_exception,
+    normalize_result,
+)
 
 log = logging.getLogger("hq_sweep")
 _REASON_LIMIT = 4000
@@ -40,6 +45,7 @@ class Ending:
     metrics: dict[str, Any] | None = None
     reason: str | None = None
     kind: str = ""  # failure kind, counted per kind for `hq-sweep status`
+    line: str = ""  # the failure in one line (`Type: message (file.py:N)`), shown beside it
 
 
 def _storable(extra: dict[str, Any]) -> dict[str, Any]:
@@ -79,12 +85,14 @@ class TrialExecutor:
         self.started = 0.0
         self.last_report_at = 0.0
         self.reports = ReportBuffer(queue.reports, feed_pruner)
+        self.cancelled: set[int] = set()  # `hq-sweep cancel` flags, learnt by the heartbeat
 
     def execute(self, claim: Claim) -> Finish | None:
         """Run one trial; None when another attempt took it over meanwhile."""
         task = claim.task
         trial = Trial(task.number, claim.attempt, task.params, self.nest(task.params),
-                      lambda step, value: self._report(claim, step, value))
+                      lambda step, value: self._report(claim, step, value),
+                      cancelled=lambda: task.number in self.cancelled)
         self.current, self.started = claim, time.monotonic()
         self.last_report_at = self.started
         try:
@@ -94,16 +102,18 @@ class TrialExecutor:
         finally:
             self.current = None
             self.reports.forget(task.number)
+            self.cancelled.discard(task.number)
         outcome = TrialOutcome(
             number=task.number, attempt=claim.attempt, state=ending.state, values=ending.values,
             reason=ending.reason, duration=time.monotonic() - self.started, worker=self.worker,
         )
         extra = _storable({**(ending.metrics or {}), **trial.user_attrs})
         return Finish(outcome, ended_at=time.time(), metrics=extra or None,
-                      failure_kind=ending.kind)
+                      failure_kind=ending.kind, failure_line=ending.line)
 
     def _call(self, trial: Trial) -> Ending:
         try:
+            trial.check_cancelled()  # flagged before it started: do not start it
             with self._alarm():
                 result = self.objective(trial, self.state)
             values, metrics = normalize_result(result, self.metric_names)
@@ -114,6 +124,9 @@ class TrialExecutor:
             return Ending(TrialState.PRUNED, last, reason=f"pruned at step {trial.last_step}")
         except AttemptSuperseded:
             raise
+        except TrialCancelled:
+            at = "" if trial.last_step is None else f" at step {trial.last_step}"
+            return Ending(TrialState.CANCELLED, reason=f"cancelled by `hq-sweep cancel`{at}")
         except TrialTimeout:
             return Ending(TrialState.FAILED, reason=f"timeout: exceeded trial_timeout of "
                           f"{self.timeout_s:g} s", kind="timeout")
@@ -121,7 +134,7 @@ class TrialExecutor:
             return Ending(TrialState.FAILED, reason=str(exc), kind="invalid result")
         except Exception as exc:  # the user's objective may raise anything: it costs this trial
             return Ending(TrialState.FAILED, reason=traceback.format_exc()[-_REASON_LIMIT:],
-                          kind=_failure_kind(exc))
+                          kind=_failure_kind(exc), line=describe_exception(exc))
 
     @contextlib.contextmanager
     def _alarm(self) -> Iterator[None]:
@@ -156,6 +169,11 @@ class TrialExecutor:
         if number in superseded:  # the send just learnt it
             raise AttemptSuperseded(f"trial {number} attempt {claim.attempt} superseded")
         return decision
+
+    def mark_cancelled(self, number: int) -> None:
+        """The heartbeat learnt `hq-sweep cancel` flagged this trial: its next report (or,
+        in command mode, the next tick) abandons it. (A set: as `mark_superseded`.)"""
+        self.cancelled.add(number)
 
     def mark_superseded(self, number: int) -> None:
         """The heartbeat learnt this trial is no longer ours: its next report aborts it.

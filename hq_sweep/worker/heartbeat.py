@@ -9,7 +9,7 @@ from typing import Any
 
 from hq_sweep import exitcodes
 from hq_sweep.messages import TrialOutcome, TrialState
-from hq_sweep.queue.trials import Finish
+from hq_sweep.queue.trials import RENEWED_CANCELLED, Finish
 from hq_sweep.worker.warm_loop import TrialRunner
 
 log = logging.getLogger("hq_sweep.worker")
@@ -45,6 +45,8 @@ class Heartbeat(threading.Thread):
         for (number, _), ok in zip(held, kept, strict=True):
             if not ok:
                 runner.executor.mark_superseded(number)
+            elif ok == RENEWED_CANCELLED:  # `hq-sweep cancel`: abandon it
+                runner.executor.mark_cancelled(number)
 
     def _replace_hung_worker(self) -> None:
         runner = self.runner

@@ -24,7 +24,13 @@ from hq_sweep.spec.sweep import SweepSpec, parse_spec
 from hq_sweep.worker.executor import TrialExecutor
 from hq_sweep.worker.heartbeat import Heartbeat
 from hq_sweep.worker.trial import WorkerContext
-from hq_sweep.worker.usercode import Objective, UserCode, UserCodeError, load_user_code
+from hq_sweep.worker.usercode import (
+    Objective,
+    UserCode,
+    UserCodeError,
+    describe_exception,
+    load_user_code,
+)
 from hq_sweep.worker.walltime import guard_for
 from hq_sweep.worker.wandb_contract import WandbContract
 from hq_sweep.worker.warm_loop import TrialRunner, WarmWorker, WorkerOptions, rss_mb
@@ -79,6 +85,12 @@ def load_objective(spec: SweepSpec, meta: dict[str, str], sweep_id: str) -> User
     return UserCode(setup=None, objective=command_objective)
 
 
+class SweepEnded(HqSweepError):
+    """The sweep had already finished when the worker came: nothing to do."""
+
+    exit_code = exitcodes.ENDED
+
+
 class EarlySignals:
     """SIGTERM/SIGINT/SIGUSR1 before the worker loop runs: remember them, stop after setup."""
 
@@ -118,7 +130,7 @@ def _run_setup(code: UserCode, ctx: WorkerContext) -> Any:
         state = code.setup(ctx)
     except Exception as exc:  # the user's setup may raise anything: report it, exit non-zero
         log.exception("%s: setup() failed", ctx.worker_name)
-        raise UserCodeError(f"setup() failed: {exc!r}") from exc
+        raise UserCodeError(f"setup() failed: {describe_exception(exc)}") from exc
     log.info("%s: setup() took %.2f s", ctx.worker_name, time.perf_counter() - started)
     return state
 
@@ -132,11 +144,23 @@ def run_worker(
     queue = SweepQueue(connection, sweep_id)
     meta = queue.meta.read()
     spec = parse_spec(json.loads(meta["spec"]), source=f"sweep {sweep_id}")
+    if meta.get("state") in ("finished", "stopping"):
+        raise SweepEnded(f"sweep {sweep_id} has already "
+                         + (f"finished ({meta.get('finished_reason') or 'done'})"
+                            if meta["state"] == "finished" else "been stopped")
+                         + ": no trials to run")
     options = _options_for(spec, options)
-    code = load_objective(spec, meta, sweep_id)
     job = JobEnvironment.from_env()
     name = job.worker_name()
-    state = _run_setup(code, WorkerContext(worker_name=name, sweep=sweep_id, spec=spec, job=job))
+    try:
+        code = load_objective(spec, meta, sweep_id)
+        state = _run_setup(code, WorkerContext(worker_name=name, sweep=sweep_id, spec=spec,
+                                               job=job))
+    except UserCodeError as exc:  # every worker would fail alike: the sweep is stalled
+        with contextlib.suppress(TransportError):
+            queue.meta.set_stalled(f"{name}: {exc}")
+        raise
+    queue.meta.clear_stalled()
     options = memory_limit_after_setup(options, name)
     # Command mode bounds its subprocess itself; Python objectives get the worker's alarm.
     timeout = None if spec.worker is None else spec.trial_timeout

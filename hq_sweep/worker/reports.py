@@ -51,7 +51,7 @@ class ReportBuffer:
         self._queue_up(report, at_once=bool(wait_s))
         decision = self.decisions.get(report.number)
         decided_step = self.last_steps.get(report.number, report.step)  # a late decision's
-        waiting = decision is None or not decision.prunes
+        waiting = decision is None or not (decision.prunes or decision.cancels)
         if wait_s and waiting and not self.unreachable and report.number not in self.superseded:
             decision, decided_step = self._await(report, wait_s) or decision, report.step
         self.last_steps[report.number] = report.step

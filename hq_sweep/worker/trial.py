@@ -24,6 +24,13 @@ class AttemptSuperseded(Exception):
     """This attempt no longer owns its trial (its lease expired and it was handed on)."""
 
 
+class TrialCancelled(BaseException):
+    """`hq-sweep cancel` flagged this trial: abandon it (it is recorded as cancelled).
+
+    A BaseException, so a user's `except Exception:` cannot swallow it.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerContext:
     """What `setup(ctx)` learns about where it runs."""
@@ -70,6 +77,7 @@ class Trial:
         flat_params: Mapping[str, Any],
         params: Mapping[str, Any],
         reporter: Reporter,
+        cancelled: Callable[[], bool] | None = None,
     ) -> None:
         self.number = number
         self.attempt = attempt
@@ -80,23 +88,35 @@ class Trial:
         self.last_value: float | None = None
         self.last_finite: float | None = None  # the latest value that was a number
         self._reporter = reporter
+        self._cancelled = cancelled or (lambda: False)  # the heartbeat learnt of a cancel
         self._prune = False
+        self._cancel = False  # a report learnt of a cancel
 
     def report(self, value: float, step: int) -> None:
-        """Record an intermediate value; raise `optuna.TrialPruned` if told to stop."""
+        """Record an intermediate value; raise `optuna.TrialPruned` if told to stop (or
+        `TrialCancelled` once `hq-sweep cancel` flagged the trial)."""
         value = float(value)
         step = int(step)
         if math.isfinite(value):
             self.last_finite = value
             decision = self._reporter(step, value)
             self._prune = decision is not None and decision.prunes
+            self._cancel = self._cancel or (decision is not None and decision.cancels)
         self.last_step, self.last_value = step, value
+        self.check_cancelled()
         if self._prune:
             raise TrialPruned(f"pruned at step {step}")
 
     def should_prune(self) -> bool:
-        """The controller's latest decision, as learnt with the last report."""
-        return self._prune
+        """The controller's latest decision, as learnt with the last report (True too once
+        the trial is cancelled: an objective that stops itself then is recorded cancelled)."""
+        return self._prune or self._cancel or self._cancelled()
+
+    def check_cancelled(self) -> None:
+        """Raise `TrialCancelled` once the trial was cancelled (learnt with a report or the
+        worker's heartbeat). Command mode calls it while its program runs."""
+        if self._cancel or self._cancelled():
+            raise TrialCancelled(f"trial {self.number} cancelled")
 
     def set_user_attr(self, key: str, value: Any) -> None:
         self.user_attrs[key] = value

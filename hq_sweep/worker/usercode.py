@@ -6,6 +6,8 @@ import importlib
 import importlib.util
 import math
 import sys
+import sysconfig
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,39 @@ Setup = Callable[[Any], Any]
 
 class UserCodeError(HqSweepError):
     """The user's module cannot be loaded or lacks what the sweep file names."""
+
+
+# Frames under these are not the user's: the line a failure names is the user's own.
+_NOT_USER = tuple(
+    {str(Path(p).resolve()) for p in (sysconfig.get_paths()["stdlib"],
+                                      sysconfig.get_paths()["purelib"],
+                                      sysconfig.get_paths()["platlib"])}
+    | {str(Path(__file__).resolve().parents[1])}
+)
+_LINE_LIMIT = 200
+
+
+def describe_exception(exc: BaseException) -> str:
+    """`Type: message (file.py:LINE)` on one line, naming the user's frame nearest the raise
+    (not hq-sweep's, the standard library's or an installed package's): what a summary of
+    failures shows, where a traceback would not be read."""
+    lines = str(exc).strip().splitlines()
+    text = type(exc).__name__ + (f": {lines[0]}" if lines else "")
+    if len(text) > _LINE_LIMIT:
+        text = text[: _LINE_LIMIT - 1] + "…"
+    where = _user_frame(exc)
+    return f"{text} ({where})" if where else text
+
+
+def _user_frame(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    for frame in reversed(frames):
+        if frame.filename.startswith("<"):
+            continue  # <frozen importlib._bootstrap>, <string>
+        path = str(Path(frame.filename).resolve())
+        if not path.startswith(_NOT_USER):
+            return f"{Path(frame.filename).name}:{frame.lineno}"
+    return ""
 
 
 class InvalidResult(ValueError):
@@ -52,7 +87,7 @@ def import_module(module: str, base_dirs: Sequence[Path]) -> Any:
                 candidate = (base / module).resolve()
                 if candidate.is_file():
                     return _import_path(candidate)
-            tried = ", ".join(str(base / module) for base in base_dirs)
+            tried = ", ".join(dict.fromkeys(str((base / module).resolve()) for base in base_dirs))
             raise UserCodeError(f"worker: file {module!r} not found (tried {tried})")
         for base in base_dirs:
             if str(base) not in sys.path:
@@ -61,7 +96,8 @@ def import_module(module: str, base_dirs: Sequence[Path]) -> Any:
     except UserCodeError:
         raise
     except Exception as exc:  # the user's import-time code may raise anything
-        raise UserCodeError(f"worker: importing {module!r} failed: {exc!r}") from exc
+        raise UserCodeError(
+            f"worker: importing {module!r} failed: {describe_exception(exc)}") from exc
 
 
 def load_user_code(module: str, setup: str, objective: str, base_dirs: Sequence[Path]) -> UserCode:

@@ -44,7 +44,8 @@ def poll(condition: Callable[[], bool], timeout: float, what: str,
 
 
 def finished_rows(redis_url: str, sweep: str) -> list[dict[str, Any]]:
-    return trial_rows(SweepQueue(connect(redis_url), sweep))
+    """The sweep's trials as `export --flat` shows them (params by dotted name)."""
+    return trial_rows(SweepQueue(connect(redis_url), sweep), flat=True)
 
 
 

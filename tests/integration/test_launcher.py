@@ -152,6 +152,7 @@ def test_killed_worker_is_restarted_with_its_rank_and_log(
     launcher = fake.launcher(2, {0: ["sleep"], 1: ["sleep"]}, log_dir=tmp_path / "logs")
     launchers.append(launcher)
     launcher.start()
+    assert launcher.describe().endswith(f"; worker logs in {(tmp_path / 'logs').resolve()}/")
     supervise_until(launcher, lambda: all(fake.starts(r) for r in range(2)), "both workers")
     victim = launcher.processes[1].pid
     os.kill(victim, signal.SIGKILL)
@@ -261,7 +262,8 @@ def test_signal_all_reaches_every_worker(fake: Fake, launchers: list[LocalLaunch
     supervise_until(launcher, lambda: all(fake.starts(r) for r in range(3)), "three workers")
     pids = sorted(p.pid for p in launcher.processes)
     assert launcher.describe() == (
-        f"3 workers (pids {', '.join(str(p.pid) for p in launcher.processes)})")
+        f"3 workers (pids {', '.join(str(p.pid) for p in launcher.processes)}); "
+        "worker output on this command's stdout/stderr")
     launcher.signal_all(signal.SIGTERM)
     assert launcher.wait(10.0)
     assert sorted(pid for _, pid in fake.signalled()) == pids

@@ -210,14 +210,18 @@ def test_cli_lifecycle(tmp_path: Path) -> None:
     assert info is not None and server_alive(info)
     try:
         assert info.password not in err
-        code, _, err = _cli("start", *state)
-        assert code == 1 and "already running" in err and "hq-sweep server stop" in err
+        code, _, err = _cli("start", *state)  # says where it runs, changes nothing
+        assert code == 0 and "already running" in err and info.redacted_url in err
+        assert read_connection_file(tmp_path / "cli") == info
+        code, _, err = _cli("start", "--port", str(info.port + 1), *state)
+        assert code == 1 and f"on port {info.port}" in err
         code, out, _ = _cli("status", "--json", *state)
         record = json.loads(out)
         assert code == 0 and record["running"] and record["pid"] == info.pid
         assert record["url"] == info.redacted_url and info.password not in out
-        code, out, err = _cli("status", *state)
-        assert code == 0 and info.password not in out + err and str(info.pid) in err
+        code, out, err = _cli("status", *state)  # a result: stdout, one line per row
+        assert code == 0 and info.password not in out + err and str(info.pid) in out
+        assert f"  state dir {info.state_dir}\n" in out and err == ""
         assert _cli("url", *state)[:2] == (0, info.url + "\n")
         assert _cli("url", "--redacted", *state)[:2] == (0, info.redacted_url + "\n")
         code, _, err = _cli("stop", *state)
@@ -229,6 +233,22 @@ def test_cli_lifecycle(tmp_path: Path) -> None:
     assert code == 1 and json.loads(out)["running"] is False
     code, _, err = _cli("url", *state)
     assert code == 1 and "hq-sweep server start" in err
+
+
+@pytest.mark.timeout(60)
+def test_advertise_names_the_host_clients_use(tmp_path: Path) -> None:
+    state = ["--state-dir", str(tmp_path / "adv")]
+    code, _, err = _cli("start", "--advertise", "localhost", *state)
+    assert code == 0, err
+    info = read_connection_file(tmp_path / "adv")
+    assert info is not None
+    try:
+        assert info.host == "localhost" and "@localhost:" in info.url
+        assert server_alive(info)  # probed at its bind address on its own node
+        assert connect(info.url).ping()
+        assert _cli("start", "--advertise", "a b", "--state-dir", str(tmp_path / "x"))[0] == 1
+    finally:
+        stop_server(info)
 
 
 def test_cli_start_replaces_dead_server(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ import pytest
 from hq_sweep.env import gpu_count
 from tests.integration.helpers import cli_env, finished_rows, hq, poll, write_sweep
 
-pytestmark = pytest.mark.integration
+# One Slurm cluster for the whole run: its tests go to one xdist worker, in turn.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("slurm")]
 TOY = str(Path(__file__).parent.parent / "workers" / "toy.py")
 WORKER_NAME = re.compile(r"^(?P<node>.+)-gpu(?P<gpu>[\d,]+)-r\d+-\d+$")
 HQ_SWEEP = [sys.executable, "-m", "hq_sweep"]
@@ -43,12 +45,18 @@ def slurm(tmp_path: Path) -> Iterator[str]:
     """A job name unique to the test; its jobs are cancelled afterwards, whatever happened."""
     if shutil.which("sinfo") is None:
         pytest.skip("no Slurm here (sinfo not found); see /work/shared/slurm/README.md")
-    try:
-        idle = _idle_gpu_nodes()
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"Slurm does not answer: {exc}")
-    if idle < 2:
-        pytest.skip(f"needs 2 idle nodes with 2 GPUs each, Slurm has {idle}")
+    # The previous test's jobs may still be completing: their nodes come back within seconds.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            idle = _idle_gpu_nodes()
+        except (OSError, subprocess.SubprocessError) as exc:
+            pytest.skip(f"Slurm does not answer: {exc}")
+        if idle >= 2:
+            break
+        if time.monotonic() > deadline:
+            pytest.skip(f"needs 2 idle nodes with 2 GPUs each, Slurm has {idle}")
+        time.sleep(0.5)
     name = f"hqsweep-{tmp_path.name}"
     yield name
     subprocess.run(["scancel", "-n", name], capture_output=True, timeout=20, check=False)

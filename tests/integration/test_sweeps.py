@@ -98,7 +98,7 @@ def test_a_pruned_trial_whose_last_report_was_nan_ends_pruned(
         "parameters": {"x": {"values": [1, 2]}},
     })
     result = hq(["run", str(spec), "--workers", "1", "--json"], cli_env(redis_url, tmp_path))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 4, result.stderr  # ended with no complete trial
     summary = json.loads(result.stdout)
     assert summary["trials"] == {"complete": 0, "pruned": 2, "failed": 0}
     rows = finished_rows(redis_url, summary["sweep"])
@@ -181,7 +181,7 @@ def test_sigterm_to_run_stops_its_workers_and_says_how_to_resume(
         if run.poll() is None:
             run.kill()
     assert run.returncode == 130
-    assert "hq-sweep enqueue" in stderr and "--sweep term" in stderr
+    assert "hq-sweep run" in stderr and "--sweep term" in stderr  # how to resume it
     assert "Traceback" not in stderr
     poll(lambda: all(process_gone(pid) for pid in pids), 10, "workers to exit")
 

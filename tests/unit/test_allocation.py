@@ -219,7 +219,8 @@ def test_slurm_launcher_from_a_recorded_allocation_is_a_launcher() -> None:
                                allocation=gpu_nodes())
     assert isinstance(launcher, Launcher)
     assert launcher.count == 3 and launcher.job_id == "3"
-    assert launcher.describe() == "3 workers as Slurm steps: n1:gpu0, n2:gpu0, n1:gpu1"
+    assert launcher.describe().startswith("3 workers as Slurm steps: n1:gpu0, n2:gpu0, n1:gpu1; ")
+    assert "worker output" in launcher.describe()  # where it goes: said, here no log dir
     empty = Allocation("9", ())
     with pytest.raises(LauncherError, match="no room for a worker"):
         from_allocation("redis://:x@127.0.0.1:1/0", "s", allocation=empty)

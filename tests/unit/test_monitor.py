@@ -43,3 +43,23 @@ def test_render_before_any_result_and_when_finished() -> None:
     text = _text(snap)
     assert "0 trials" in text and "best" not in text
     assert "finished: run_cap" in text
+
+
+def test_render_lists_the_commonest_failures_with_their_line() -> None:
+    failures = ({"kind": "ValueError", "count": 12, "line": "ValueError: lr too big (t.py:8)"},
+                {"kind": "invalid result", "count": 6, "line": "objective's return value is nan"})
+    snap = Snapshot(sweep="s", state="running", counts={"failed": 18, "complete": 12},
+                    total=30, best=None, workers=2, rate=1.0, elapsed=9.0, controller="n1 pid 4",
+                    failures=failures)
+    text = _text(snap)
+    assert "12 failed: ValueError: lr too big (t.py:8)" in text  # the kind said once
+    assert "6 failed: invalid result: objective's return value is nan" in text
+
+
+def test_render_a_stalled_sweep_says_why_and_the_real_fix() -> None:
+    snap = Snapshot(sweep="s", state="stalled", counts={"queued": 3}, total=10, best=None,
+                    workers=0, rate=0.0, elapsed=5.0, controller="n1 pid 4",
+                    stalled="w0: setup() failed: OSError: no data (m.py:3)")
+    text = _text(snap)
+    assert "stalled: workers cannot start: w0: setup() failed: OSError: no data (m.py:3)" in text
+    assert "start-workers --sweep s" in text and "hq-sweep controller" not in text

@@ -272,7 +272,7 @@ def test_chain_link_queues_next_and_cancels_it_when_finished(job: Runner, tmp_pa
     proc = job("finish", CHAINED)
     log = _log(proc, tmp_path)
     assert proc.returncode == 0, proc.stdout.read() if proc.stdout else ""
-    state = tmp_path / ".hq-sweep" / "demo"
+    state = tmp_path / ".local" / "state" / "hq-sweep" / "sweeps" / "demo"  # the XDG default
     assert log[0] == f"hq-sweep server status --state-dir {state}"
     assert log[1] == f"hq-sweep server start --bind 0.0.0.0 --state-dir {state}"
     assert log[2] == "hq-sweep enqueue /s/demo.yaml --sweep demo --detach"

@@ -10,7 +10,14 @@ from optuna import TrialPruned
 
 from hq_sweep.messages import Action, Decision
 from hq_sweep.worker.trial import AttemptSuperseded, Trial, UndeclaredParameter
-from hq_sweep.worker.usercode import InvalidResult, UserCodeError, load_user_code, normalize_result
+from hq_sweep.worker.usercode import (
+    InvalidResult,
+    UserCodeError,
+    describe_exception,
+    import_module,
+    load_user_code,
+    normalize_result,
+)
 
 
 def test_float_dict_and_sequence_results() -> None:
@@ -83,3 +90,17 @@ def test_report_raises_pruned_on_the_controllers_decision() -> None:
 def test_report_of_a_superseded_attempt_aborts() -> None:
     with pytest.raises(AttemptSuperseded):
         _trial([-1]).report(0.5, 0)
+
+
+def test_describe_exception_names_the_users_line_not_library_frames(tmp_path: Path) -> None:
+    user = tmp_path / "model.py"
+    user.write_text("import json\n\ndef setup():\n    return json.loads('{bad')\n")
+    module = import_module(str(user), [tmp_path])
+    try:
+        module.setup()
+    except ValueError as exc:  # raised deep in the json package: the user's line is named
+        described = describe_exception(exc)
+    assert described.startswith("JSONDecodeError: Expecting property name")
+    assert described.endswith("(model.py:4)")
+    assert describe_exception(RuntimeError()) == "RuntimeError"
+    assert len(describe_exception(ValueError("x" * 1000))) < 220

@@ -49,7 +49,8 @@ class SbatchOptions:
     workers_per_gpu: int = 1
     chain: int = 1
     signal_seconds: int = 120
-    # None: "$HOME/.hq-sweep/<sweep id>", expanded by the job's shell, not at render time.
+    # None: "${XDG_STATE_HOME:-$HOME/.local/state}/hq-sweep/sweeps/<sweep id>", expanded by
+    # the job's shell, not at render time (the CLI fills it from $HQ_SWEEP_STATE_DIR if set).
     state_dir: str | None = None
     # A virtual environment to activate (the CLI passes the one hq-sweep runs from).
     venv: str | None = None

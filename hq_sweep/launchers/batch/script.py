@@ -92,7 +92,10 @@ _BLOCKS = frozenset(PLACEHOLDERS) - {"sweep_id", "sweep_file", "state_dir"}
 
 def _state_dir(o: SbatchOptions) -> str:
     # Double quotes, not shlex.quote: "$SCRATCH/hq" or "$HOME/..." expand in the job's shell.
-    return f'"{o.state_dir}"' if o.state_dir else f'"$HOME/.hq-sweep/{o.sweep_id}"'
+    # The default is the one every command uses (`server start`, `run`), plus sweeps/<id>:
+    # a batch sweep has its own server, which `--sweep <id>` finds from a login node.
+    return (f'"{o.state_dir}"' if o.state_dir
+            else f'"${{XDG_STATE_HOME:-$HOME/.local/state}}/hq-sweep/sweeps/{o.sweep_id}"')
 
 
 def _directives(o: SbatchOptions) -> str:

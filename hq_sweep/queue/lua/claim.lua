@@ -5,12 +5,16 @@
 -- KEYS[1]  hqs:s:{id}:counts   HASH  state -> count (queued -1, running +1 per claim)
 -- KEYS[2]  hqs:s:{id}:leases   ZSET  trial number -> lease deadline (ms, server clock)
 -- KEYS[3]  hqs:s:{id}:ready    LIST  numbers of queued trials, oldest first
+-- KEYS[4]  hqs:s:{id}          HASH  sweep meta (read: state; a stopping or finished sweep
+--                                    hands out nothing)
 -- ARGV[1] worker name   ARGV[2] lease length (ms)   ARGV[3] most trials to take
 -- ARGV[4] trial key prefix (hqs:s:{id}:t:) — records hqs:s:{id}:t:{num} are found by number
 --         (state, attempt, worker, started_at, lease set), single-node Redis
 -- Returns a flat array {number, record, ...}: each claimed trial's whole record as HGETALL
 -- gives it, after the claim (`messages.TrialRecord` decodes it). Numbers whose trial is no
 -- longer queued (cancelled) are dropped from the list and skipped.
+local sweep_state = redis.call('HGET', KEYS[4], 'state')
+if sweep_state == 'stopping' or sweep_state == 'finished' then return {} end
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local deadline = now_ms + tonumber(ARGV[2])

@@ -10,6 +10,8 @@
 --          (`TrialRecord.finish_fields`: state, ended_at, values, ...), each HSET as it is,
 --          so a new field needs no change here; failure kind '' when there is none.
 --          One argument rather than several per trial: argument handling was most of the cost.
+-- A trial flagged `cancel` (by stop_sweep.lua: `hq-sweep cancel`) ends as cancelled, with the
+-- flag's reason and no values, whatever the attempt reports: its result does not count.
 -- Returns one flag per trial: 1 recorded, 0 rejected (not running, a stale attempt, or no
 -- final state among the fields).
 local recorded = {}
@@ -18,9 +20,18 @@ for i, entry in ipairs(cjson.decode(ARGV[1])) do
   local number, attempt, fields, outcome, kind = entry[1], entry[2], entry[3], entry[4], entry[5]
   local state = fields.state
   local ok = 0
-  if (state == 'complete' or state == 'pruned' or state == 'failed')
+  if (state == 'complete' or state == 'pruned' or state == 'failed' or state == 'cancelled')
      and redis.call('HGET', key, 'state') == 'running'
      and redis.call('HGET', key, 'attempt') == attempt then
+    local cancel = redis.call('HGET', key, 'cancel')
+    if cancel then
+      if state ~= 'cancelled' or not fields.reason then fields.reason = cancel end
+      state, kind = 'cancelled', ''
+      fields.state, fields.values = state, nil
+      local told = cjson.decode(outcome)
+      told.s, told.v, told.r = state, cjson.null, fields.reason
+      outcome = cjson.encode(told)
+    end
     local flat = {}
     for field, value in pairs(fields) do
       flat[#flat + 1] = field

@@ -1,8 +1,10 @@
 -- renew.lua: a worker's heartbeat extends the leases of the trials it is running.
 -- KEYS[1]     hqs:s:{id}:leases   ZSET  trial number -> lease deadline (ms, server clock)
--- KEYS[2..n]  hqs:s:{id}:t:{num}  HASH  trial records (read: state, attempt, worker; set: lease)
+-- KEYS[2..n]  hqs:s:{id}:t:{num}  HASH  trial records (read: state, attempt, worker, cancel;
+--                                        set: lease)
 -- ARGV[1] worker name   ARGV[2] lease length (ms)   then per trial: number, attempt
--- Returns one flag per trial: 1 renewed, 0 no longer ours (expired and handed on, or ended).
+-- Returns one flag per trial: 1 renewed, 2 renewed but flagged `cancel` (`hq-sweep cancel`:
+-- abandon it), 0 no longer ours (expired and handed on, or ended).
 local now = redis.call('TIME')
 local deadline = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[2])
 local renewed = {}
@@ -17,6 +19,7 @@ for i = 2, #KEYS do
     redis.call('HSET', key, 'lease', deadline)
     redis.call('ZADD', KEYS[1], deadline, number)
     ok = 1
+    if redis.call('HEXISTS', key, 'cancel') == 1 then ok = 2 end
   end
   renewed[#renewed + 1] = ok
 end

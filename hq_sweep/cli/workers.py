@@ -1,0 +1,133 @@
+"""`hq-sweep worker` and `start-workers`: warm workers, one in this process or many through a
+launcher (local processes, Slurm steps, HyperQueue tasks), and their exit codes."""
+
+from __future__ import annotations
+
+import signal
+from typing import Annotated
+
+import typer
+
+from hq_sweep import exitcodes
+from hq_sweep.cli.common import (
+    CountOption,
+    RedisOption,
+    SweepOption,
+    console,
+    fail,
+    friendly_errors,
+    setup_logging,
+)
+from hq_sweep.errors import HqSweepError
+from hq_sweep.launchers.registry import Launcher, LauncherName, make_launcher
+from hq_sweep.queue.client import connect
+from hq_sweep.queue.registry import SweepRegistry
+from hq_sweep.queue.sweep import SweepQueue
+from hq_sweep.results.summary import finished_count
+from hq_sweep.server.connection import resolve_redis_url
+from hq_sweep.worker.lifecycle import SweepEnded, run_worker
+from hq_sweep.worker.warm_loop import WorkerOptions
+
+
+@friendly_errors
+def worker(
+    sweep: SweepOption = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a sweep to appear.")] = 60.0,
+    redis_url: RedisOption = None,
+    count: CountOption = None,
+) -> None:
+    """Run one warm worker in this process (what start-workers launches)."""
+    setup_logging()
+    connection = connect(resolve_redis_url(redis_url, sweep=sweep))
+    try:
+        code = run_worker(connection, sweep, WorkerOptions(count=count), wait_s=wait)
+    except SweepEnded as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        code = exc.exit_code
+    except HqSweepError as exc:  # its user code or sweep cannot work: restarting won't help
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        code = exitcodes.UNUSABLE
+    raise typer.Exit(code)
+
+
+@friendly_errors
+def start_workers(
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-w", min=1, help="Workers (local: 2; slurm: one per GPU or task).")] = None,
+    sweep: SweepOption = None,
+    redis_url: RedisOption = None,
+    launcher_name: Annotated[LauncherName, typer.Option(
+        "--launcher", help="auto: slurm inside an allocation (salloc/sbatch), else local.")
+    ] = LauncherName.AUTO,
+    per_gpu: Annotated[int | None, typer.Option(
+        "--workers-per-gpu", min=1, help="Workers sharing each GPU (slurm; hq: 1 GPU each).")
+    ] = None,
+    cpus: Annotated[int | None, typer.Option(
+        "--cpus-per-worker", min=1, help="CPUs per worker (slurm CPU-only: one per C CPUs).")
+    ] = None,
+    count: CountOption = None,
+) -> None:
+    """Start warm workers (local, Slurm steps or HyperQueue) and wait until the sweep ends."""
+    url = resolve_redis_url(redis_url, sweep=sweep)
+    if sweep is not None:
+        _refuse_finished(url, sweep)
+    # A launcher that cannot run here (no allocation, no hyperqueue package, no HQ server)
+    # raises a LauncherError: friendly_errors makes it one line, not a traceback.
+    worker_args = ["--count", str(count)] if count is not None else []
+    launcher = make_launcher(launcher_name, url, sweep, workers=workers,
+                             workers_per_gpu=per_gpu, cpus_per_worker=cpus,
+                             worker_args=worker_args)
+    launcher.start()
+    console.print(f"started {launcher.describe()}", highlight=False)
+    _forward_signals(launcher)
+    try:
+        launcher.wait(timeout_s=None)
+    except KeyboardInterrupt:
+        # Ctrl-C normally arrives as a forwarded SIGINT; a KeyboardInterrupt raised anyway
+        # (another handler installed meanwhile) must not orphan the workers.
+        launcher.stop()
+    codes = launcher.exit_codes()
+    ended = "workers ended: " + ", ".join(exitcodes.describe(c) for c in codes)
+    if codes and all(code == exitcodes.ENDED for code in codes):
+        fail(f"{ended}: nothing ran", exitcodes.ENDED)
+    if exitcodes.UNUSABLE in codes and sweep is not None:
+        stalled = SweepQueue(connect(url), sweep).meta.read().get("stalled")
+        if stalled:
+            fail(f"workers cannot start: {stalled}\n  fix it, then start the workers again "
+                 f"(the sweep keeps its trials): `hq-sweep start-workers --sweep {sweep}`",
+                 exitcodes.UNUSABLE)
+    # A worker that came as the sweep ended (a replacement) has nothing to do: that is fine.
+    if any(code not in exitcodes.DELIBERATE | {exitcodes.ENDED} for code in codes):
+        fail(ended)
+    console.print(ended)
+
+
+def _refuse_finished(url: str, sweep: str) -> None:
+    """Workers for a sweep that has finished would each leave at once: say so instead."""
+    connection = connect(url)
+    if not SweepRegistry(connection).exists(sweep):
+        return  # workers wait for it to be registered
+    meta = SweepQueue(connection, sweep).meta.read()
+    if meta.get("state") == "finished":
+        counts = SweepQueue(connection, sweep).meta.counts()
+        fail(f"sweep {sweep} has already finished ({meta.get('finished_reason') or 'done'}, "
+             f"{finished_count(counts)} trials): no workers started. To run more trials: "
+             f"`hq-sweep enqueue FILE --sweep {sweep} --trials N`; for a new sweep, "
+             "`hq-sweep enqueue FILE`", exitcodes.ENDED)
+
+
+def _forward_signals(launcher: Launcher) -> None:
+    """SIGTERM/SIGUSR1/SIGINT (scancel, Slurm's --signal, Ctrl-C) go on to every worker
+    through the launcher; workers treat a duplicate arriving within a second (Slurm signals
+    the whole step too, a terminal the whole process group) as one."""
+
+    def forward(signum: int, frame: object) -> None:
+        launcher.signal_all(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(sig, forward)
+
+
+def register_worker_commands(app: typer.Typer) -> None:
+    app.command()(worker)
+    app.command("start-workers")(start_workers)
