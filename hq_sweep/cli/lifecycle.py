@@ -69,7 +69,7 @@ def _describe(sweep: str, report: StopReport) -> str:
                else f"{report.running} running trial(s) finish first")
     if report.controller is not None:
         return (f"sweep {sweep} stopping: {done}; {running}; then its controller "
-                f"({report.controller}) ends it (`hq-sweep status {sweep}`)")
+                f"({report.controller}) ends it (`hq-sweep status --sweep {sweep}`)")
     return (f"sweep {sweep} stopping: {done}; {running}. No controller holds this sweep: its "
             f"workers still record those trials; run `hq-sweep {report.mode} {sweep}` again "
             f"once they have ended (or `hq-sweep controller {sweep}`) to mark it finished. A "

@@ -183,4 +183,6 @@ def watch(
             live.update(render(snap))
         snap = take_snapshot(queue, meter, total, started)
         live.update(render(snap))
+    if not live.console.is_terminal:
+        live.console.line()  # Live leaves its last frame unterminated outside a terminal
     return snap

@@ -750,3 +750,5 @@ def test_worker_path_not_found(tmp_path: Path, monkeypatch: Any) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert info.value.errors[0].startswith("worker.module: file missing.py not found")
+    # the sweep file's folder is the working directory here: named once, not twice
+    assert info.value.errors[0].endswith(f"(looked in {tmp_path.resolve()})")
