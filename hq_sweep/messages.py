@@ -59,10 +59,13 @@ def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what:
 
 @dataclass(frozen=True, slots=True)
 class TrialTask:
-    """One trial as a worker claims it: its number and flat parameters."""
+    """One trial as a worker claims it: its number and flat parameters, and the Optuna
+    distributions (`distribution_to_json` text, by name) of those its objective sampled by
+    running (define-by-run `suggest_*`), from this trial's earlier attempts."""
 
     number: int
     params: dict[str, Any]
+    distributions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +194,64 @@ class Decision:
         return cls(_require(obj, "s", int, "decision"), action)
 
 
+class SuggestRequest(NamedTuple):
+    """A worker asks the controller to sample parameter `name` of trial `number` (attempt
+    `attempt`) from `distribution` (Optuna's `distribution_to_json` text): define-by-run."""
+
+    number: int
+    attempt: int
+    name: str
+    distribution: str
+
+    def encode(self) -> str:
+        return dumps([self.number, self.attempt, self.name, self.distribution])
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> SuggestRequest:
+        try:
+            number, attempt, name, distribution = json.loads(raw)
+            if not isinstance(name, str) or not isinstance(distribution, str):
+                raise ValueError("name and distribution must be text")
+            return cls(int(number), int(attempt), name, distribution)
+        except (ValueError, TypeError) as exc:
+            raise MessageError(
+                f"suggest request: expected [number, attempt, name, distribution] ({exc})"
+            ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestAnswer:
+    """The controller's answer to a `SuggestRequest`: the sampled `value`, or `error` (the
+    study refused the distribution: Optuna's message), or `stale` (this attempt no longer
+    owns the trial)."""
+
+    name: str
+    value: Any = None
+    error: str | None = None
+    stale: bool = False
+
+    def encode(self) -> str:
+        body: dict[str, Any] = {"n": self.name}
+        if self.stale:
+            body["stale"] = True
+        elif self.error is not None:
+            body["e"] = self.error
+        else:
+            body["v"] = self.value
+        return dumps(body)
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> SuggestAnswer:
+        obj = loads_object(raw, "suggest answer")
+        name = _require(obj, "n", str, "suggest answer")
+        error = obj.get("e")
+        if error is not None and not isinstance(error, str):
+            raise MessageError(f"suggest answer.e: expected text, got {error!r:.80}")
+        if not (obj.get("stale") or error is not None or "v" in obj):
+            raise MessageError("suggest answer: neither a value, an error nor stale")
+        return cls(name, obj.get("v"), error, bool(obj.get("stale")))
+
+
 # ---- trial records -----------------------------------------------------------------------
 #
 # A trial's record is a Redis HASH of text fields (see `queue.keys`). `TrialRecord` is its one
@@ -215,6 +276,13 @@ def _numbers(raw: str) -> list[float]:
 
 def _object(raw: str) -> dict[str, Any]:
     return loads_object(raw, "field")
+
+
+def _texts(raw: str) -> dict[str, str]:
+    found = loads_object(raw, "field")
+    if not all(isinstance(v, str) for v in found.values()):
+        raise ValueError("expected text values")
+    return found
 
 
 def _finite(raw: str) -> float:
@@ -271,6 +339,8 @@ class TrialRecord:
     decision: Decision | None = field(  # flagged by the controller, read by the next report
         default=None, metadata=field_codec(Decision.decode, Decision.encode))
     released: int = field(default=0, metadata=_INT)  # attempts handed back by stopping workers
+    distributions: dict[str, str] | None = field(  # define-by-run params: name -> Optuna's
+        default=None, metadata=field_codec(_texts, dumps))  # distribution_to_json text
     problem: str = ""  # why the record does not read ("" when it does)
 
     @classmethod

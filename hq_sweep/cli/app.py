@@ -43,6 +43,7 @@ from hq_sweep.launchers.local import REDIS_URL_VAR, LocalLauncher
 from hq_sweep.queue.client import connect
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.monitor import watch
+from hq_sweep.results.progress import DEFAULT_EVERY_S, ProgressPrinter, duration
 from hq_sweep.results.summary import failure_text, finished_count, summary
 from hq_sweep.server.connection import default_state_dir, resolve_redis_url
 from hq_sweep.spec.sweep import SweepSpec, load_spec
@@ -76,6 +77,9 @@ def _with_trials(spec: SweepSpec, trials: int | None) -> SweepSpec:
     return spec if trials is None else spec.model_copy(update={"run_cap": trials})
 
 
+ProgressEveryOption = Annotated[float, typer.Option(
+    "--progress-every", min=1.0, help="Seconds between plain progress lines where there is no "
+    "terminal (a batch log, a pipe).")]
 SweepIdOption = Annotated[str | None, typer.Option(
     "--sweep", "-s", help="Sweep id: resume that sweep if it exists, else start one under it.")]
 ResumeOption = Annotated[bool, typer.Option(
@@ -92,6 +96,7 @@ def run(
     trials: TrialsOption = None,
     sweep: SweepIdOption = None,
     resume: ResumeOption = False,
+    progress_every: ProgressEveryOption = DEFAULT_EVERY_S,
 ) -> None:
     """Run a whole sweep on this machine: server, controller and N warm workers.
 
@@ -115,7 +120,8 @@ def run(
     queue = SweepQueue(connection, sweep_id)
     started = time.monotonic()
     try:
-        _follow(local, thread, launcher, sweep_total(spec), live=not json_out)
+        _follow(local, thread, launcher, sweep_total(spec), live=not json_out,
+                progress_every=progress_every)
     except KeyboardInterrupt:
         thread.abort.set()
         launcher.stop()
@@ -168,6 +174,7 @@ def _follow(
     launcher: LocalLauncher,
     total: int | None,
     live: bool,
+    progress_every: float,
 ) -> None:
     queue = SweepQueue(local.connection, local.sweep_id)
 
@@ -178,18 +185,14 @@ def _follow(
     if live and console.is_terminal:
         watch(queue, total, until=lambda _snap: over(), console=console)
         return
-    last = 0.0
+    printer = ProgressPrinter(queue, total, say=_say_dim, every_s=progress_every)
     while not over():
+        printer.maybe()
         thread.join(timeout=0.5)
-        if time.monotonic() - last >= 5.0:
-            last = time.monotonic()
-            counts = queue.meta.counts()
-            console.print(
-                f"{queue.sweep_id}: {finished_count(counts)}/{total or '?'} trials finished "
-                f"({counts.get('running', 0)} running)",
-                style="dim",
-                highlight=False,
-            )
+
+
+def _say_dim(message: str) -> None:
+    console.print(message, style="dim", highlight=False, markup=False)
 
 
 def _print_summary(queue: SweepQueue, reason: str, elapsed: float, json_out: bool) -> int:
@@ -199,10 +202,11 @@ def _print_summary(queue: SweepQueue, reason: str, elapsed: float, json_out: boo
     if json_out:
         typer.echo(json.dumps(result))
         return int(trials["complete"])
+    rate = finished_count(trials) / max(elapsed, 1e-9) * 60
     console.print(
-        f"[bold]sweep {queue.sweep_id} finished[/] ({reason}) in {elapsed:.1f} s: "
+        f"[bold]sweep {queue.sweep_id} finished[/] ({reason}) in {duration(elapsed)}: "
         f"{trials['complete']} complete, {trials['pruned']} pruned, "
-        f"{trials['failed']} failed", soft_wrap=True)
+        f"{trials['failed']} failed ({rate:.1f} trials/min)", soft_wrap=True)
     for failure in result["failures"]:
         console.print(f"  {failure_text(failure)}", style="red", highlight=False,
                       soft_wrap=True)
@@ -234,8 +238,10 @@ def enqueue(
     lock_lease: LeaseOption = 10.0,
     redis_url: RedisOption = None,
     resume: ResumeOption = False,
+    progress_every: ProgressEveryOption = DEFAULT_EVERY_S,
 ) -> None:
-    """Register a sweep (or resume one) and run its controller."""
+    """Register a sweep (or resume one) and run its controller (printing a progress line
+    every --progress-every seconds)."""
     spec = _with_trials(load_spec(file), trials)
     setup_logging()
     url = resolve_redis_url(redis_url)
@@ -248,7 +254,7 @@ def enqueue(
     if detach:
         _spawn_controller(SweepQueue(connection, sweep_id), url, lock_lease)
         return
-    _run_controller(SweepQueue(connection, sweep_id), lock_lease)
+    _run_controller(SweepQueue(connection, sweep_id), lock_lease, progress_every)
 
 
 def _spawn_controller(queue: SweepQueue, url: str, lock_lease: float) -> None:
@@ -268,15 +274,15 @@ def _spawn_controller(queue: SweepQueue, url: str, lock_lease: float) -> None:
         )
 
 
-def _run_controller(queue: SweepQueue, lock_lease: float) -> None:
+def _run_controller(queue: SweepQueue, lock_lease: float,
+                    progress_every: float = DEFAULT_EVERY_S) -> None:
+    """The controller in this process, with a progress line every so often (its log is
+    where people look: a terminal, or a batch job's output)."""
     spec = stored_spec(queue)
     options = ControllerOptions(lease_ms=int(lock_lease * 1000))
-    reason = Controller(queue, spec, options).run()
-    counts = queue.meta.counts()
-    console.print(
-        f"sweep {queue.sweep_id} finished ({reason}): "
-        + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "pruned", "failed"))
-    )
+    printer = ProgressPrinter(queue, sweep_total(spec), say=_say_dim, every_s=progress_every)
+    Controller(queue, spec, options).run(on_tick=printer.maybe)
+    printer.finish()
 
 
 @app.command("controller")
@@ -285,10 +291,12 @@ def controller_command(
     sweep: Annotated[str, typer.Argument(metavar="SWEEP", help="Sweep id.")],
     lock_lease: LeaseOption = 10.0,
     redis_url: RedisOption = None,
+    progress_every: ProgressEveryOption = DEFAULT_EVERY_S,
 ) -> None:
     """Run (or resume, or stand by for) the controller of a registered sweep."""
     setup_logging()
-    _run_controller(open_sweep(resolve_redis_url(redis_url, sweep=sweep), sweep), lock_lease)
+    queue = open_sweep(resolve_redis_url(redis_url, sweep=sweep), sweep)
+    _run_controller(queue, lock_lease, progress_every)
 
 
 # Registered after the commands above, so `--help` lists run/enqueue/workers first.

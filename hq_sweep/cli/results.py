@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +28,8 @@ from hq_sweep.cli.reading import ReadStateDirOption, sweep_server
 from hq_sweep.controller.space import build_space, summary_lines
 from hq_sweep.queue.lock_token import missing_controller
 from hq_sweep.queue.sweep import SweepQueue
-from hq_sweep.results.monitor import stall_fix, watch
+from hq_sweep.results.monitor import Snapshot, stall_fix, watch
+from hq_sweep.results.progress import DEFAULT_EVERY_S, ProgressPrinter, follow, progress_line
 from hq_sweep.results.summary import (
     best,
     failure_text,
@@ -176,24 +178,53 @@ def export(
 
 
 @friendly_errors
-def monitor(sweep: SweepOption = None, redis_url: RedisOption = None) -> None:
-    """Live view of a sweep until it finishes (Ctrl-C leaves).
+def monitor(
+    sweep: SweepOption = None,
+    redis_url: RedisOption = None,
+    once: Annotated[bool, typer.Option(
+        "--once", help="Print one plain snapshot on stdout and exit.")] = False,
+    progress_every: Annotated[float, typer.Option(
+        "--progress-every", min=1.0, help="Seconds between plain progress lines where "
+        "there is no terminal (a batch log, a pipe).")] = DEFAULT_EVERY_S,
+) -> None:
+    """Live view of a sweep until it finishes (Ctrl-C leaves); outside a terminal, a plain
+    progress line every --progress-every seconds and a closing summary.
 
     Exit codes: 0 finished (or Ctrl-C); 3 stalled: its workers cannot start (the view says
     why and what to do)."""
     queue = open_sweep(resolve_redis_url(redis_url, sweep=sweep), sweep)
     total = sweep_total(stored_spec(queue))
-    try:
-        snap = watch(queue, total, console=console,
-                     until=lambda snap: snap.state not in ("running", "stopping"))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
-    console.print(f"sweep {snap.sweep} {snap.state}", highlight=False)
+    if once:
+        snap = ProgressPrinter(queue, total, say=_say_out).snapshot()
+        _say_out(progress_line(snap))
+        for failure in snap.failures:
+            _say_out(f"  {failure_text(failure)}")
+    else:
+        snap = _follow_sweep(queue, total, progress_every)
     if snap.state == "stalled":
         console.print(f"workers cannot start: {snap.stalled}", style="red", highlight=False,
                       soft_wrap=True)
         console.print(stall_fix(snap.sweep), style="yellow", highlight=False, soft_wrap=True)
         raise typer.Exit(exitcodes.UNUSABLE)
+
+
+def _follow_sweep(queue: SweepQueue, total: int | None, progress_every: float) -> Snapshot:
+    def done(snap: Snapshot) -> bool:
+        return snap.state not in ("running", "stopping")
+
+    try:
+        if not console.is_terminal:
+            say = functools.partial(console.print, highlight=False, markup=False)
+            return follow(ProgressPrinter(queue, total, say, progress_every), done)
+        snap = watch(queue, total, console=console, until=done)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    console.print(f"sweep {snap.sweep} {snap.state}", highlight=False)
+    return snap
+
+
+def _say_out(line: str) -> None:
+    out().print(line, highlight=False, markup=False)
 
 
 def register_result_commands(app: typer.Typer) -> None:

@@ -14,18 +14,19 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from hq_sweep.controller.rebuild import read_history
-from hq_sweep.controller.strategy._base import Best, Strategy
+from hq_sweep.controller.strategy._base import Best, SamplesByRun, Strategy, Suggested
 from hq_sweep.controller.strategy.choice import strategy_for
 from hq_sweep.errors import HqSweepError, RedisUnavailable
-from hq_sweep.messages import TrialOutcome, TrialState
+from hq_sweep.messages import SuggestAnswer, SuggestRequest, TrialOutcome, TrialState
 from hq_sweep.queue.admin import ping
 from hq_sweep.queue.lifecycle import FINISHED_REASONS, user_stop
 from hq_sweep.queue.lock_token import controller_token
 from hq_sweep.queue.retry import patiently
+from hq_sweep.queue.suggests import SuggestWrite
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.spec.param_tree import nest
 from hq_sweep.spec.sweep import SweepSpec
@@ -72,6 +73,7 @@ class Controller:
         self._published: Best | None = None
         self._paths = spec.parameter_paths()
         self._user_stop: str | None = None  # "stop"/"cancel" (asked by a user) or "deleted"
+        self._define_by_run = spec.worker is not None  # a Python objective may suggest_*
 
     # ---- main loop ----------------------------------------------------------------------
 
@@ -104,18 +106,39 @@ class Controller:
         self._check_user_stop()
 
     def step(self) -> None:
-        """One round: read results (and the reports that preceded them), tell, top up."""
+        """One round: read results (and the reports that preceded them), tell, answer
+        define-by-run suggests, top up. Suggests are answered after the tells, so a sampler
+        knows every result a worker had recorded before it asked (as Optuna in one process)."""
         strategy = self.strategy
-        outcomes, reports = self.queue.reports.pop_news(
+        news = self.queue.reports.pop_news(
             1000, self.options.wait_s if strategy.pending else 0,
-            with_reports=strategy.wants_reports)
-        if reports:
-            decisions = strategy.decide(reports)
+            with_reports=strategy.wants_reports, with_suggests=self._define_by_run)
+        if news.reports:
+            decisions = strategy.decide(news.reports)
             if decisions.flags or decisions.answers:
                 self.queue.reports.decide(decisions.flags, decisions.answers)
-        if outcomes:
-            self._tell(outcomes)
+        if news.outcomes:
+            self._tell(news.outcomes)
+        if news.suggests:
+            self._answer_suggests(news.suggests)
         self._top_up()
+
+    def _answer_suggests(self, requests: Sequence[SuggestRequest]) -> None:
+        """Sample what workers asked for, where the asking attempt still owns its trial
+        (suggest.lua checks again as it records), and answer them in one call."""
+        owners = self.queue.suggests.attempts(r.number for r in requests)
+        writes = []
+        for request in requests:
+            if owners.get(request.number) != ("running", request.attempt):
+                found = Suggested(SuggestAnswer(request.name, stale=True))
+            elif isinstance(self.strategy, SamplesByRun):
+                found = self.strategy.suggest(request)
+            else:
+                found = Suggested(SuggestAnswer(request.name, error=(
+                    "this sweep's strategy does not sample define-by-run parameters: "
+                    "declare them under parameters:")))
+            writes.append(SuggestWrite(request, *found))
+        self.queue.suggests.answer(writes)
 
     def _tell(self, outcomes: Iterable[TrialOutcome]) -> None:
         for outcome in outcomes:

@@ -20,6 +20,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState as OptunaState
 
+from hq_sweep.controller.define_by_run import sample, stored
 from hq_sweep.controller.space import SearchSpace
 from hq_sweep.controller.strategy._base import History
 from hq_sweep.messages import TrialRecord, TrialState
@@ -78,7 +79,8 @@ def finished_trial(
     values: list[float] | None,
     intermediate: Mapping[int, float],
 ) -> optuna.trial.FrozenTrial:
-    """What `optuna.trial.create_trial` makes (add_trial validates it)."""
+    """What `optuna.trial.create_trial` makes (add_trial validates it). `latent` may hold
+    define-by-run parameters too, when `distributions` has theirs."""
     now = datetime.datetime.now()
     return _Loaded(
         number=-1, trial_id=-1, state=_OPTUNA_STATE[state], value=None,
@@ -115,20 +117,26 @@ def _load_record(study: optuna.Study, space: SearchSpace, record: TrialRecord,
             raise ValueError(record.problem or "no params")
         latent = {k: v for k, v in space.to_latent(record.params).items()
                   if k in space.distributions}
+        by_run = stored(record.params, record.distributions)  # define-by-run parameters
     except (KeyError, ValueError, TypeError) as exc:
         log.warning("trial %d: unreadable record skipped (%s)", record.number, exc)
         return
+    params = {**latent, **{name: value for name, (value, _) in by_run.items()}}
     outcome = record.outcome()  # a record that does not read otherwise ends as failed
     if outcome is not None and outcome.state.finished:
-        frozen = finished_trial(space.distributions, latent, outcome.state, outcome.values,
+        distributions = space.distributions if not by_run else {
+            **space.distributions, **{name: d for name, (_, d) in by_run.items()}}
+        frozen = finished_trial(distributions, params, outcome.state, outcome.values,
                                 intermediate)
         study.add_trial(frozen)
         rebuilt.told += 1
         if outcome.state is TrialState.COMPLETE and outcome.values:
             on_complete(record.number, outcome.values)
     elif outcome is None and record.state in (TrialState.QUEUED, TrialState.RUNNING):
-        study.enqueue_trial(latent, skip_if_exists=False)
+        study.enqueue_trial(params, skip_if_exists=False)
         trial = study.ask(space.distributions)
+        for name, (_, distribution) in by_run.items():  # as sampled before: fixed now
+            sample(trial, name, distribution)
         for step, value in sorted(intermediate.items()):
             trial.report(value, step)
         rebuilt.steps_seen[record.number] = set(intermediate)

@@ -7,7 +7,8 @@ for anyone who can write to it).
     hqs:s:{id}                  HASH    sweep meta: spec (JSON), spec_hash, state (running|
                                         stopping|finished, see below), stop (stop|cancel: a
                                         user's request), created, next (trials allocated),
-                                        best (JSON), finished_reason, told, study_trials,
+                                        best (JSON), finished_reason, finished_at, told,
+                                        study_trials,
                                         stalled (why the last worker could not start; cleared
                                         when one starts)
     hqs:s:{id}:t:{n}            HASH    trial record (read and written through the one codec,
@@ -16,7 +17,10 @@ for anyone who can write to it).
                                         ended_at, duration (objective's run time, s), values
                                         (JSON), reason, metrics (JSON), decision (flagged by
                                         the controller: `messages.Decision` JSON), released
-                                        (attempts handed back by stopping workers), cancel
+                                        (attempts handed back by stopping workers),
+                                        distributions (JSON: define-by-run parameter ->
+                                        Optuna's distribution_to_json text; suggest.lua
+                                        writes it with params), cancel
                                         (why `hq-sweep cancel` flagged it to be abandoned:
                                         report.lua answers a cancel decision, renew.lua says
                                         so, finish.lua records it cancelled). claim.lua
@@ -25,6 +29,10 @@ for anyone who can write to it).
     hqs:s:{id}:iv:{n}           HASH    step -> intermediate value (exact decimal text)
     hqs:s:{id}:dec:{n}          LIST    the controller's latest answer to a report the worker
                                         waits on (`messages.Decision` JSON); expires
+    hqs:s:{id}:suggests         LIST    SuggestRequest JSON, worker -> controller (a define-by-
+                                        run `trial.suggest_*` of a name the trial lacks)
+    hqs:s:{id}:sug:{n}:{a}      LIST    the controller's SuggestAnswer JSON to attempt a of
+                                        trial n (suggest.lua); expires
     hqs:s:{id}:counts           HASH    trial state -> number of trials in it (kept, not scanned),
                                         plus requeued (lease expiries and hand-backs)
     hqs:s:{id}:ready            LIST    numbers of queued trials, taken by workers' claims
@@ -36,7 +44,9 @@ for anyone who can write to it).
                                         trials failed by reap.lua go back in its reply instead)
     hqs:s:{id}:reports          LIST    Report JSON, worker -> controller (pruning)
     hqs:s:{id}:lock             STRING  token of the controller holding the sweep (PX lease)
-    hqs:s:{id}:workers          HASH    worker name -> heartbeat JSON
+    hqs:s:{id}:workers          HASH    worker name -> heartbeat JSON (node, gpu, rank, pid,
+                                        seen, trial: {number, since} it runs now or null,
+                                        done: trials it has run)
     hqs:s:{id}:quarantine       LIST    malformed messages found in our keys, kept for a look
     rq:queue:hqs-{id}, rq:job:* rq's own keys: jobs that send a worker to take ready trials
 
@@ -83,9 +93,12 @@ class SweepKeys:
     def decision(self, number: int) -> str:
         return f"{self.meta}:dec:{number}"
 
+    def suggest_answer(self, number: int, attempt: int) -> str:
+        return f"{self.meta}:sug:{number}:{attempt}"
+
     def part(self, name: str) -> str:
         """One of the sweep-wide keys: counts, ready, leases, reasons, failure_lines, results,
-        reports, lock, workers, quarantine."""
+        reports, suggests, lock, workers, quarantine."""
         return f"{self.meta}:{name}"
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from hq_sweep.messages import dumps
@@ -25,7 +26,8 @@ class SweepMeta:
         return text(self.connection.hget(self.key, "state"))
 
     def set_finished(self, reason: str) -> None:
-        self.connection.hset(self.key, mapping={"state": "finished", "finished_reason": reason})
+        self.connection.hset(self.key, mapping={"state": "finished", "finished_reason": reason,
+                                                "finished_at": round(time.time(), 3)})
 
     def set_running(self) -> None:
         """Running (again: a resumed sweep forgets an earlier user stop)."""

@@ -4,20 +4,25 @@ coming back, and the controller's read of outcomes and reports (its news)."""
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, TypeVar
 
-import redis
-
 from hq_sweep.errors import TransportError
-from hq_sweep.messages import Action, Decision, MessageError, Report, TrialOutcome, dumps
-from hq_sweep.queue.client import Client, translate
+from hq_sweep.messages import (
+    Action,
+    Decision,
+    MessageError,
+    Report,
+    SuggestRequest,
+    TrialOutcome,
+    dumps,
+)
+from hq_sweep.queue.blocking import pop_within
+from hq_sweep.queue.client import Client
 from hq_sweep.queue.keys import SweepKeys
 from hq_sweep.queue.scripts import script
 
 _DECISION_TTL_MS = 60_000
-_BLPOP_BACKSTOP_S = 1  # the server-side limit of a decision wait (the real one is ours)
 _M = TypeVar("_M")
 # What a trial flagged by `hq-sweep cancel` is answered (its step: any, it ends the trial).
 CANCEL_DECISION = Decision(0, Action.CANCEL)
@@ -29,6 +34,15 @@ class Verdicts(NamedTuple):
 
     decisions: dict[int, Decision]
     superseded: set[int]
+
+
+class News(NamedTuple):
+    """What the controller pops each step: outcomes, reports (if pruning) and define-by-run
+    suggest requests (if the sweep runs a Python objective)."""
+
+    outcomes: list[TrialOutcome]
+    reports: list[Report]
+    suggests: Sequence[SuggestRequest] = ()
 
 
 class ReportChannel:
@@ -69,48 +83,27 @@ class ReportChannel:
 
     def await_decision(self, number: int, step: int, timeout_s: float) -> Decision | None:
         """The controller's decision on `step` (or a later one) of trial `number`, None when
-        none came within `timeout_s`.
+        none came within `timeout_s` (the deadline is ours: `blocking.pop_within`)."""
 
-        Redis times blocking commands out on its own clock tick (100 ms at the default hz),
-        far too coarse for a budget of milliseconds: the deadline is kept here, and a wait
-        that runs out drops its connection, which ends the BLPOP on the server too.
-        """
-        deadline = time.monotonic() + timeout_s
-        pool = self.connection.connection_pool
-        try:
-            link = pool.get_connection()
-        except redis.exceptions.RedisError as exc:
-            raise translate(exc) from exc
-        try:
-            while (left := deadline - time.monotonic()) > 0:
-                link.send_command("BLPOP", self.keys.decision(number), _BLPOP_BACKSTOP_S)
-                if not link.can_read(timeout=left):
-                    link.disconnect()
-                    return None
-                popped = link.read_response()
-                if not popped:
-                    return None
-                for decision in self._decode_all([bytes(popped[1])], Decision.decode):
-                    if decision.step >= step or decision.cancels:
-                        return decision
-            return None
-        except redis.exceptions.RedisError as exc:
-            raise translate(exc) from exc
-        finally:
-            pool.release(link)
+        def current(raw: bytes) -> Decision | None:
+            return next((d for d in self._decode_all([raw], Decision.decode)
+                         if d.step >= step or d.cancels), None)
+
+        return pop_within(self.connection, self.keys.decision(number), timeout_s, current)
 
     # ---- controller side ----------------------------------------------------------------
 
-    def pop_news(self, limit: int, block_s: float,
-                 with_reports: bool) -> tuple[list[TrialOutcome], list[Report]]:
-        """Outcomes and (if pruning) reports, waiting up to `block_s` for either.
+    def pop_news(self, limit: int, block_s: float, with_reports: bool,
+                 with_suggests: bool = False) -> News:
+        """Outcomes, (if pruning) reports and (if asked) suggest requests, waiting up to
+        `block_s` for any.
 
         Reports are read after outcomes, so every report a worker sent before an outcome we
         hold is in hand too: the pruner sees a trial's values before the trial is told.
         """
-        keys = [self.keys.part("results")]
-        if with_reports:
-            keys.append(self.keys.part("reports"))
+        keys = [self.keys.part(name) for name, wanted in
+                (("results", True), ("reports", with_reports), ("suggests", with_suggests))
+                if wanted]
         raw = self._pop_many(keys, limit)
         if not any(raw) and block_s > 0:
             blocked = self.connection.blpop(keys, timeout=block_s)
@@ -118,9 +111,12 @@ class ReportChannel:
                 first_key, first = bytes(blocked[0]), bytes(blocked[1])  # type: ignore[index,arg-type]
                 raw = self._pop_many(keys, limit)
                 raw[keys.index(first_key.decode())].insert(0, first)
-        outcomes = self._decode_all(raw[0], TrialOutcome.decode)
-        reports = [r for items in raw[1:] for r in self._decode_all(items, Report.decode)]
-        return outcomes, reports
+        by_key = dict(zip(keys, raw, strict=True))
+        outcomes = self._decode_all(by_key[self.keys.part("results")], TrialOutcome.decode)
+        reports = self._decode_all(by_key.get(self.keys.part("reports"), []), Report.decode)
+        suggests = self._decode_all(by_key.get(self.keys.part("suggests"), []),
+                                    SuggestRequest.decode)
+        return News(outcomes, reports, suggests)
 
     def decide(self, flags: Mapping[int, Decision], answers: Mapping[int, Decision]) -> None:
         """Flag decisions on trials (each trial's next report reads its flag) and answer the

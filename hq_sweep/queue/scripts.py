@@ -18,7 +18,7 @@ import redis
 from hq_sweep.queue.client import ScriptMissing
 
 NAMES = ("create_sweep", "claim", "finish", "report", "cancel", "lock_renew", "lock_release",
-         "renew", "reap", "release", "stop_sweep")
+         "renew", "reap", "release", "stop_sweep", "suggest")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from hq_sweep.queue.keys import SweepKeys
 from hq_sweep.queue.lock import ControllerLock
 from hq_sweep.queue.meta import SweepMeta
 from hq_sweep.queue.reports import ReportChannel
+from hq_sweep.queue.suggests import SuggestChannel
 from hq_sweep.queue.trials import TrialStore
 from hq_sweep.queue.workers import WorkerRoster
 
@@ -17,8 +18,9 @@ from hq_sweep.queue.workers import WorkerRoster
 class SweepQueue:
     """Everything one sweep does with Redis, for controller, workers and readers alike:
     `meta` (spec, state, counters), `lock` (the controller's), `trials` (records, claims,
-    leases), `reports` (intermediate values, decisions, the controller's news) and
-    `workers` (heartbeats). `rq_queue` carries the jobs that wake workers."""
+    leases), `reports` (intermediate values, decisions, the controller's news),
+    `suggests` (define-by-run sampling) and `workers` (heartbeats). `rq_queue` carries
+    the jobs that wake workers."""
 
     def __init__(self, connection: Client, sweep_id: str) -> None:
         self.connection = connection
@@ -30,4 +32,5 @@ class SweepQueue:
         self.lock = ControllerLock(connection, self.keys)
         self.trials = TrialStore(connection, self.keys, self.rq_queue)
         self.reports = ReportChannel(connection, self.keys)
+        self.suggests = SuggestChannel(connection, self.keys)
         self.workers = WorkerRoster(connection, self.keys)

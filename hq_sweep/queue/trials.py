@@ -188,7 +188,8 @@ class TrialStore:
             if record.problem or record.params is None:
                 unreadable.append(_unreadable(record, worker))
             else:
-                claims.append(Claim(TrialTask(record.number, record.params), record.attempt))
+                task = TrialTask(record.number, record.params, record.distributions or {})
+                claims.append(Claim(task, record.attempt))
         self.finish(unreadable)
         return claims
 

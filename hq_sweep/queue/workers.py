@@ -33,5 +33,10 @@ class WorkerRoster:
         return found
 
     def live(self, within_s: float) -> int:
-        cutoff = time.time() - within_s
-        return sum(1 for info in self.all().values() if float(info.get("seen", 0)) >= cutoff)
+        return len(live_beats(self.all(), within_s))
+
+
+def live_beats(beats: dict[str, dict[str, Any]], within_s: float) -> dict[str, dict[str, Any]]:
+    """The heartbeats seen within the last `within_s` seconds."""
+    cutoff = time.time() - within_s
+    return {name: info for name, info in beats.items() if float(info.get("seen", 0)) >= cutoff}

@@ -22,7 +22,9 @@ from rich.text import Text
 from hq_sweep.messages import FINISHED_STATES
 from hq_sweep.queue.lock_token import describe_holder, missing_controller
 from hq_sweep.queue.sweep import SweepQueue
+from hq_sweep.queue.workers import live_beats
 from hq_sweep.results.summary import failure_text, sweep_state, top_failures
+from hq_sweep.results.workers_view import WorkerRow, worker_rows, workers_table
 
 FINISHED = tuple(s.value for s in FINISHED_STATES)
 
@@ -35,18 +37,30 @@ class Snapshot:
     total: int | None  # trials the sweep will run, when known (run_cap, grid size)
     best: dict[str, Any] | None
     workers: int
-    rate: float  # finished trials per second, recent
-    elapsed: float
+    rate: float  # finished trials per second: recent while running, overall once finished
+    elapsed: float  # seconds since the sweep was created (to its end, once finished)
     goal: str = "minimize"
     metric: str = "value"
     finished_reason: str = ""
     controller: str | None = None  # "HOST pid N" of the controller holding the sweep
     stalled: str = ""  # why workers cannot start, when none is left running
     failures: tuple[dict[str, Any], ...] = ()  # the commonest failure kinds (top_failures)
+    executing: int | None = None  # trials workers are running now (None: not announced)
+    worker_rows: tuple[WorkerRow, ...] = ()  # the workers heard from lately (workers_view)
 
     @property
     def finished(self) -> int:
         return sum(self.counts.get(s, 0) for s in FINISHED)
+
+    @property
+    def running(self) -> int:
+        """Trials being run right now (claimed-ahead ones wait in a worker's batch)."""
+        claimed = self.counts.get("running", 0)
+        return claimed if self.executing is None else min(self.executing, claimed)
+
+    @property
+    def claimed_ahead(self) -> int:
+        return self.counts.get("running", 0) - self.running
 
 
 @dataclass
@@ -74,8 +88,11 @@ def take_snapshot(
     spec = json.loads(meta.get("spec") or "{}")
     metric = spec.get("metric") or {}
     finished = sum(counts.get(s, 0) for s in FINISHED)
-    workers = queue.workers.live(within_s=10.0)
+    heard = queue.workers.all()
+    beats = live_beats(heard, within_s=10.0)
+    workers = len(beats)
     state = sweep_state(meta, workers)
+    elapsed = _sweep_age(meta, fallback=time.monotonic() - started)
     failures = (top_failures(queue.meta.failure_kinds(), queue.meta.failure_lines())
                 if counts.get("failed") else [])
     return Snapshot(
@@ -85,15 +102,34 @@ def take_snapshot(
         total=total,
         best=best,
         workers=workers,
-        rate=meter.update(finished),
-        elapsed=time.monotonic() - started,
+        rate=meter.update(finished) if state != "finished" else finished / max(elapsed, 1e-9),
+        elapsed=elapsed,
         goal=metric.get("goal", "minimize"),
         metric=metric.get("name", "value"),
         finished_reason=meta.get("finished_reason", ""),
         controller=describe_holder(queue.lock.holder()),
         stalled=meta.get("stalled", "") if state == "stalled" else "",
         failures=tuple(failures),
+        executing=_executing(beats),
+        worker_rows=tuple(worker_rows(heard)),
     )
+
+
+def _sweep_age(meta: dict[str, str], fallback: float) -> float:
+    """Seconds from the sweep's creation to now, or to its end once it finished."""
+    try:
+        created = float(meta["created"])
+        end = float(meta["finished_at"]) if meta.get("state") == "finished" else time.time()
+    except (KeyError, ValueError):
+        return fallback
+    return max(0.0, end - created)
+
+
+def _executing(beats: dict[str, dict[str, Any]]) -> int | None:
+    """Workers running a trial now; None while some heartbeat does not say (an older worker)."""
+    if not beats or not all("trial" in info for info in beats.values()):
+        return None
+    return sum(1 for info in beats.values() if info.get("trial"))
 
 
 def _format_params(params: dict[str, Any], limit: int = 120) -> str:
@@ -124,18 +160,13 @@ def render(snap: Snapshot) -> RenderableType:
         f" {total} trials  {snap.rate:,.1f}/s  {snap.workers} workers  {snap.elapsed:,.0f} s"
     )
     table = Table.grid(padding=(0, 2))
-    table.add_row(
-        *(
-            Text(f"{state} {snap.counts.get(state, 0)}", style)
-            for state, style in (
-                ("queued", "dim"),
-                ("running", "blue"),
-                ("complete", "green"),
-                ("pruned", "yellow"),
-                ("failed", "red"),
-            )
-        )
-    )
+    shown = {**snap.counts, "running": snap.running}
+    cells = [Text(f"{state} {shown.get(state, 0)}", style)
+             for state, style in (("queued", "dim"), ("running", "blue"), ("complete", "green"),
+                                  ("pruned", "yellow"), ("failed", "red"))]
+    if snap.claimed_ahead:  # taken by a worker with its batch, not started yet
+        cells.insert(2, Text(f"claimed {snap.claimed_ahead}", "dim"))
+    table.add_row(*cells)
     parts: list[RenderableType] = [header, Group(bar, line), table]
     if snap.best:
         parts.append(
@@ -148,6 +179,8 @@ def render(snap: Snapshot) -> RenderableType:
         )
     parts.extend(Text(f"  {failure_text(f)}", "red", overflow="ellipsis", no_wrap=True)
                  for f in snap.failures)
+    if snap.worker_rows and snap.state in ("running", "stopping"):
+        parts.append(workers_table(list(snap.worker_rows)))
     if snap.stalled:
         parts.append(Text(f"stalled: workers cannot start: {snap.stalled}", "bold red"))
         parts.append(Text(stall_fix(snap.sweep), "yellow"))

@@ -56,6 +56,8 @@ class SweepSpec(Protocol):
     def priors(self) -> list[dict[str, Any]]: ...
     @property
     def is_grid(self) -> bool: ...
+    @property
+    def worker(self) -> Any: ...  # `sections.WorkerEntry | None`
 
 
 def cross_issues(spec: SweepSpec, broken: Set[str]) -> list[Issue]:
@@ -88,7 +90,8 @@ def _bayes(spec: SweepSpec, broken: Set[str]) -> list[Issue]:
     issues: list[Issue] = []
     if spec.metric is None and not spec.metrics and not {"metric", "metrics"} & broken:
         issues.append((("metric",), "required for method bayes: Bayesian search needs a metric"))
-    if "parameters" not in broken and all(p.is_constant for _, p in iter_leaves(spec.parameters)):
+    if ("parameters" not in broken and spec.worker is None
+            and all(p.is_constant for _, p in iter_leaves(spec.parameters))):
         issues.append((("parameters",), "method bayes needs at least one non-constant parameter"))
     return issues
 
@@ -103,6 +106,9 @@ def _grid(spec: SweepSpec, broken: Set[str]) -> list[Issue]:
         who, allowed = "sampler bruteforce", GRID_DISTRIBUTIONS | CATEGORICAL
     else:
         return []
+    if not spec.parameters and "parameters" not in broken:  # a define-by-run worker's sweep
+        return [(("parameters",), f"{who} walks the declared parameters: declare them, or "
+                                  "use method random or bayes for define-by-run suggest_*")]
     issues: list[Issue] = []
     for path, p in iter_leaves(spec.parameters):
         loc: Loc = ("parameters", *tree_loc(path))

@@ -104,6 +104,7 @@ DEFAULT_METRIC_NAME = "value"
 METHODS = ("grid", "random", "bayes")
 DEFAULT_SAMPLERS = {"random": "random", "grid": "grid", "bayes": "tpe"}
 _ALIASES = {"hyperparams": "parameters", "algorithm": "method"}
+_DEFINE_BY_RUN = object()  # `parameters:` left out of a sweep whose worker defines them
 _ALGORITHMS = {"bayesian": "bayes", "tpe": "bayes"}
 _NOT_NULL = ("method", "parameters", "metric", "metrics", "early_terminate", "name",
              "description", "program", "command", "entity", "project", "run_cap", "api_version",
@@ -182,10 +183,20 @@ class SweepSpec(BaseModel):
             fail("must not be empty (null)")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _define_by_run(cls, data: Any) -> Any:
+        """A sweep with a Python `worker:` may leave `parameters:` out (or empty): its
+        objective's `trial.suggest_*` define the space by running, as in Optuna."""
+        if (isinstance(data, Mapping) and data.get("worker") is not None
+                and data.get("parameters", {}) == {}):
+            return {**data, "parameters": _DEFINE_BY_RUN}
+        return data
+
     @field_validator("parameters", mode="before")
     @classmethod
     def _parameters(cls, raw: Any, info: ValidationInfo) -> Any:
-        if raw == {} and (info.context or {}).get("partial"):
+        if raw is _DEFINE_BY_RUN or (raw == {} and (info.context or {}).get("partial")):
             return {}
         return validate_tree(raw)
 

@@ -19,6 +19,7 @@ from hq_sweep.messages import Decision, Report, TrialOutcome, TrialState, dumps
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.trials import Claim, Finish
 from hq_sweep.worker.reports import ReportBuffer
+from hq_sweep.worker.suggest import Suggester, decode_distributions
 from hq_sweep.worker.trial import AttemptSuperseded, Trial, TrialCancelled
 from hq_sweep.worker.usercode import (
     InvalidResult,
@@ -76,7 +77,7 @@ class TrialExecutor:
     def __init__(self, queue: SweepQueue, worker: str, objective: Objective, state: Any,
                  nest: Callable[[dict[str, Any]], dict[str, Any]],
                  metric_names: Sequence[str], timeout_s: float | None,
-                 feed_pruner: bool = False) -> None:
+                 feed_pruner: bool = False, flat_params: bool = False) -> None:
         self.queue, self.worker, self.objective, self.state = queue, worker, objective, state
         self.nest = nest
         self.metric_names = list(metric_names)
@@ -86,13 +87,20 @@ class TrialExecutor:
         self.last_report_at = 0.0
         self.reports = ReportBuffer(queue.reports, feed_pruner)
         self.cancelled: set[int] = set()  # `hq-sweep cancel` flags, learnt by the heartbeat
+        # Define-by-run suggests; the runner sets `suggester.before` to record buffered results.
+        self.suggester = Suggester(queue.suggests, self.reports.superseded)
+        self.flat_params = flat_params  # an Optuna-style objective sees `trial.params` flat
 
     def execute(self, claim: Claim) -> Finish | None:
         """Run one trial; None when another attempt took it over meanwhile."""
         task = claim.task
-        trial = Trial(task.number, claim.attempt, task.params, self.nest(task.params),
+        trial = Trial(task.number, claim.attempt, task.params,
+                      task.params if self.flat_params else self.nest(task.params),
                       lambda step, value: self._report(claim, step, value),
-                      cancelled=lambda: task.number in self.cancelled)
+                      cancelled=lambda: task.number in self.cancelled,
+                      sampler=lambda name, distribution: self.suggester.sample(
+                          task.number, claim.attempt, name, distribution),
+                      distributions=decode_distributions(task.distributions))
         self.current, self.started = claim, time.monotonic()
         self.last_report_at = self.started
         try:

@@ -38,7 +38,7 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         runner = self.runner
-        runner.queue.workers.heartbeat(runner.name, self.info)
+        runner.queue.workers.heartbeat(runner.name, {**self.info, **self._doing()})
         with runner.lock:
             held = [(c.task.number, c.attempt) for c in runner.held.values()]
         kept = runner.queue.trials.renew(runner.name, held, runner.options.lease_s)
@@ -47,6 +47,16 @@ class Heartbeat(threading.Thread):
                 runner.executor.mark_superseded(number)
             elif ok == RENEWED_CANCELLED:  # `hq-sweep cancel`: abandon it
                 runner.executor.mark_cancelled(number)
+
+    def _doing(self) -> dict[str, Any]:
+        """What the monitor shows of this worker: the trial it runs now (not those claimed
+        ahead), since when (wall clock), and how many it has run."""
+        executor = self.runner.executor
+        current = executor.current
+        since = time.time() - (time.monotonic() - executor.started)
+        trial = None if current is None else {"number": current.task.number,
+                                              "since": round(since, 3)}
+        return {"trial": trial, "done": self.runner.trials_run}
 
     def _replace_hung_worker(self) -> None:
         runner = self.runner

@@ -168,8 +168,11 @@ def run_worker(
         spec.pruner is not None and spec.pruner.name != "nop")
     nest_params = functools.partial(nest, spec.parameter_paths())
     executor = TrialExecutor(queue, name, code.objective, state, nest_params,
-                             [m.name for m in spec.objectives()], timeout, feed_pruner=prunes)
+                             [m.name for m in spec.objectives()], timeout, feed_pruner=prunes,
+                             flat_params=code.optuna_style)
     runner = TrialRunner(queue, name, executor, options, guard_for(job))
+    executor.suggester.before = runner.flush  # the study knows every result before it samples
+    executor.suggester.patience_s = options.redis_patience_s
     if early.code is not None:
         log.warning("%s: stopped before taking a trial (%s)", name, exitcodes.describe(early.code))
         return early.code

@@ -10,7 +10,15 @@ from typing import Any
 from optuna import TrialPruned
 
 from hq_sweep.env import JobEnvironment
-from hq_sweep.messages import Decision
+from hq_sweep.messages import Decision, SuggestAnswer
+from hq_sweep.worker.suggest import (
+    BaseDistribution,
+    categorical,
+    check_distribution_compatibility,
+    external,
+    floating,
+    integer,
+)
 
 
 class UndeclaredParameter(KeyError):
@@ -60,14 +68,18 @@ class WorkerContext:
 # report(step, value) -> the controller's latest decision on the trial, if any; raises
 # AttemptSuperseded when this attempt no longer owns the trial.
 Reporter = Callable[[int, float], Decision | None]
+# sample(name, distribution) -> the controller's answer for a define-by-run parameter.
+Sampler = Callable[[str, BaseDistribution], SuggestAnswer]
 
 
 class Trial:
     """One attempt of one trial, as `objective(trial, state)` sees it.
 
-    `params` is nested as in the sweep file, `flat_params` uses dotted names. The
-    `suggest_*` methods exist so Optuna objectives port with few changes: they return the
-    value the controller assigned to that declared parameter.
+    `params` is nested as in the sweep file (flat, as Optuna has it, for a one-argument
+    Optuna-style objective), `flat_params` uses dotted names. `suggest_*` is Optuna's: a
+    declared parameter returns the value the controller assigned; any other name is
+    sampled by the controller's study (define-by-run) once per trial, then remembered with
+    its distribution in `distributions`.
     """
 
     def __init__(
@@ -78,11 +90,15 @@ class Trial:
         params: Mapping[str, Any],
         reporter: Reporter,
         cancelled: Callable[[], bool] | None = None,
+        sampler: Sampler | None = None,
+        distributions: Mapping[str, BaseDistribution] | None = None,
     ) -> None:
         self.number = number
         self.attempt = attempt
         self.flat_params = dict(flat_params)
         self.params = dict(params)
+        self.distributions: dict[str, BaseDistribution] = dict(distributions or {})
+        self._sampler = sampler  # None: undeclared names are an error (no controller to ask)
         self.user_attrs: dict[str, Any] = {}
         self.last_step: int | None = None
         self.last_value: float | None = None
@@ -121,6 +137,10 @@ class Trial:
     def set_user_attr(self, key: str, value: Any) -> None:
         self.user_attrs[key] = value
 
+    def _declared(self, name: str) -> bool:
+        return name in self.flat_params or sum(
+            key.rsplit(".", 1)[-1] == name for key in self.flat_params) == 1
+
     def _lookup(self, name: str) -> Any:
         if name in self.flat_params:
             return self.flat_params[name]
@@ -132,20 +152,49 @@ class Trial:
             f"parameter {name!r} is not declared in the sweep file (declared: {declared})"
         )
 
-    def suggest_float(self, name: str, low: float = 0.0, high: float = 0.0, **_: Any) -> float:
-        return float(self._lookup(name))
+    def _suggest(self, name: str, make: Callable[[], BaseDistribution]) -> Any:
+        """A define-by-run parameter: the value sampled before (this trial, or an earlier
+        attempt of it: Optuna's compatibility check first), else the controller's sample."""
+        known = self.distributions.get(name)
+        if known is not None and name in self.flat_params:
+            check_distribution_compatibility(known, make())
+            return external(known, self.flat_params[name])
+        if self._sampler is None or self._declared(name):
+            return self._lookup(name)
+        distribution = make()
+        answer = self._sampler(name, distribution)
+        if answer.stale:
+            raise AttemptSuperseded(f"trial {self.number} attempt {self.attempt} superseded")
+        if answer.error is not None:
+            raise ValueError(answer.error)  # the study's own refusal (Optuna's message)
+        value = external(distribution, answer.value)
+        self.flat_params[name] = self.params[name] = value
+        self.distributions[name] = distribution
+        return value
 
-    def suggest_int(self, name: str, low: int = 0, high: int = 0, **_: Any) -> int:
-        value = self._lookup(name)
+    def suggest_float(self, name: str, low: float | None = None, high: float | None = None,
+                      *, step: float | None = None, log: bool = False) -> float:
+        return float(self._suggest(name, lambda: floating(*_bounds(name, low, high), step, log)))
+
+    def suggest_int(self, name: str, low: int | None = None, high: int | None = None,
+                    step: int = 1, log: bool = False) -> int:
+        value = self._suggest(name, lambda: integer(*_bounds(name, low, high), step, log))
         if isinstance(value, float) and not value.is_integer():
             raise TypeError(f"parameter {name!r} is {value!r}, not an integer")
         return int(value)
 
     def suggest_categorical(self, name: str, choices: Sequence[Any] = ()) -> Any:
-        return self._lookup(name)
+        return self._suggest(name, lambda: categorical(choices))
 
     def suggest_uniform(self, name: str, low: float, high: float) -> float:
         return self.suggest_float(name, low, high)
 
     def suggest_loguniform(self, name: str, low: float, high: float) -> float:
-        return self.suggest_float(name, low, high)
+        return self.suggest_float(name, low, high, log=True)
+
+
+def _bounds(name: str, low: Any, high: Any) -> tuple[Any, Any]:
+    if low is None or high is None:
+        raise TypeError(f"suggest of {name!r} needs low and high: it is not declared in the "
+                        "sweep file, so the study samples it from the range given here")
+    return low, high

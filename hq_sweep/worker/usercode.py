@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import math
 import sys
 import sysconfig
@@ -64,6 +65,28 @@ class InvalidResult(ValueError):
 class UserCode:
     setup: Setup | None
     objective: Objective
+    optuna_style: bool = False  # `objective(trial)`: called without a state, params flat
+
+
+def takes_one_argument(func: Callable[..., Any]) -> bool:
+    """True for an Optuna-style `objective(trial)`: exactly one positional parameter
+    without a default, and no room for a second (`*args`)."""
+    try:
+        parameters = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
+    positional = [p for p in parameters
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters) or len(positional) != 1:
+        return False
+    return positional[0].default is inspect.Parameter.empty
+
+
+def _without_state(objective: Callable[[Any], Any]) -> Objective:
+    def call(trial: Any, state: Any) -> Any:
+        return objective(trial)
+
+    return call
 
 
 def _import_path(path: Path) -> Any:
@@ -108,6 +131,8 @@ def load_user_code(module: str, setup: str, objective: str, base_dirs: Sequence[
     setup_fn = getattr(loaded, setup, None)
     if setup_fn is not None and not callable(setup_fn):
         raise UserCodeError(f"worker: {module}.{setup} is not callable")
+    if takes_one_argument(found):  # Optuna's `objective(trial)`: module state is its state
+        return UserCode(setup=setup_fn, objective=_without_state(found), optuna_style=True)
     return UserCode(setup=setup_fn, objective=found)
 
 

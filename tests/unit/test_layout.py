@@ -103,11 +103,15 @@ def test_only_the_transport_imports_redis() -> None:
     assert talkers == []
 
 
-def test_the_worker_needs_optuna_only_for_trial_pruned() -> None:
+def test_the_worker_needs_optuna_only_for_trial_pruned_and_define_by_run() -> None:
+    """`TrialPruned`; and Optuna's distributions in the one module that builds them for
+    define-by-run `suggest_*` (worker/suggest.py)."""
     uses = {}
     for name, path in _modules().items():
         if _room(name) == "worker":
             names = {m for m in _imports(path) if m.split(".")[0] == "optuna"}
             if names:
                 uses[name] = names
+    by_run = uses.pop("hq_sweep.worker.suggest", set())
+    assert all(n.startswith("optuna.distributions") for n in by_run), by_run
     assert all(names == {"optuna", "optuna.TrialPruned"} for names in uses.values()), uses

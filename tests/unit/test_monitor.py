@@ -63,3 +63,21 @@ def test_render_a_stalled_sweep_says_why_and_the_real_fix() -> None:
     text = _text(snap)
     assert "stalled: workers cannot start: w0: setup() failed: OSError: no data (m.py:3)" in text
     assert "start-workers --sweep s" in text and "hq-sweep controller" not in text
+
+
+def test_render_shows_each_worker_its_trial_and_the_stale_ones() -> None:
+    from hq_sweep.results.workers_view import worker_rows
+
+    now = 1000.0
+    beats = {"n1-0": {"node": "n1", "gpu": "0", "seen": now - 1,
+                      "trial": {"number": 41, "since": now - 12.0}, "done": 40},
+             "n2-0": {"node": "n2", "gpu": "0", "seen": now - 30, "trial": None, "done": 7},
+             "gone": {"node": "n3", "seen": now - 500}}
+    rows = tuple(worker_rows(beats, now=now))
+    assert [r.name for r in rows] == ["n1-0", "n2-0"]  # heard from lately only
+    snap = Snapshot(sweep="s", state="running", counts={"running": 1}, total=None, best=None,
+                    workers=1, rate=0.0, elapsed=5.0, controller="c pid 1", worker_rows=rows)
+    text = _text(snap)
+    line = next(line for line in text.splitlines() if line.startswith("n1-0"))
+    assert line.split() == ["n1-0", "n1", "0", "41", "12", "s", "40", "1", "s", "ago"]
+    assert "30 s ago STALE" in text

@@ -9,9 +9,17 @@ to `Controller(..., strategy=...)`; the loop does not change.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from hq_sweep.messages import Decision, Report, TrialOutcome, TrialRecord, TrialTask
+from hq_sweep.messages import (
+    Decision,
+    Report,
+    SuggestAnswer,
+    SuggestRequest,
+    TrialOutcome,
+    TrialRecord,
+    TrialTask,
+)
 
 
 class History(NamedTuple):
@@ -26,6 +34,15 @@ class Decisions(NamedTuple):
 
     flags: dict[int, Decision]  # stored on the trial's record: its next report reads it
     answers: dict[int, Decision]  # pushed to workers waiting on a decision about the trial
+
+
+class Suggested(NamedTuple):
+    """A define-by-run suggest answered: what to tell the worker and, when the study took the
+    parameter, the trial's whole params and define-by-run distributions, for its record."""
+
+    answer: SuggestAnswer
+    params: dict[str, Any] | None = None
+    distributions: dict[str, str] | None = None
 
 
 class Best(NamedTuple):
@@ -86,4 +103,15 @@ class Strategy(Protocol):
     def decide(self, reports: Sequence[Report]) -> Decisions:
         """What to tell the trials behind these reports (values of steps already seen are
         skipped: a retried attempt reports them again)."""
+        ...
+
+
+@runtime_checkable
+class SamplesByRun(Protocol):
+    """A strategy that samples define-by-run parameters (`trial.suggest_*` of a name the
+    sweep file does not declare). One that does not is answered for with an error."""
+
+    def suggest(self, request: SuggestRequest) -> Suggested:
+        """Sample `request.name` for pending trial `request.number` (a stale answer when the
+        trial is not pending; an error answer when the study refuses the distribution)."""
         ...

@@ -9,14 +9,25 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import optuna
+from optuna.distributions import json_to_distribution
 from optuna.trial import TrialState as OptunaState
 
+from hq_sweep.controller.define_by_run import record_params, sample
 from hq_sweep.controller.fast_tell import tell
 from hq_sweep.controller.rebuild import rebuild_study
 from hq_sweep.controller.samplers_pruners import build_pruner, build_sampler, study_directions
 from hq_sweep.controller.space import SearchSpace, build_space
-from hq_sweep.controller.strategy._base import Best, Decisions, History, Stop
-from hq_sweep.messages import Action, Decision, Report, TrialOutcome, TrialState, TrialTask
+from hq_sweep.controller.strategy._base import Best, Decisions, History, Stop, Suggested
+from hq_sweep.messages import (
+    Action,
+    Decision,
+    Report,
+    SuggestAnswer,
+    SuggestRequest,
+    TrialOutcome,
+    TrialState,
+    TrialTask,
+)
 from hq_sweep.spec.sweep import SweepSpec
 
 log = logging.getLogger("hq_sweep.controller.loop")
@@ -106,6 +117,19 @@ class OptunaAskTell:
             return None
         self.pending_trials[number] = trial
         return TrialTask(number, self.space.to_params(trial.params))
+
+    def suggest(self, request: SuggestRequest) -> Suggested:
+        """Sample a define-by-run parameter with the pending trial's own `suggest_*`."""
+        trial = self.pending_trials.get(request.number)
+        if trial is None:
+            return Suggested(SuggestAnswer(request.name, stale=True))
+        try:
+            distribution = json_to_distribution(request.distribution)
+            value = sample(trial, request.name, distribution)
+        except (ValueError, TypeError, KeyError) as exc:  # Optuna's own refusal, as the
+            return Suggested(SuggestAnswer(request.name, error=str(exc)))  # objective sees it
+        params, distributions = record_params(self.space, trial)
+        return Suggested(SuggestAnswer(request.name, value), params, distributions)
 
     def _fixed_params(self, number: int) -> Mapping[str, Any] | None:
         if self.grid is not None:
