@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_reports.py
 	$(BIN)/python scripts/bench_amortization.py
 	$(BIN)/python scripts/bench_pruning.py
+	$(BIN)/python scripts/bench_define_by_run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
