@@ -13,6 +13,7 @@ from rich.text import Text
 
 from hq_sweep.cli.common import (
     JsonOption,
+    ProgressEveryOption,
     RedisOption,
     app_options,
     console,
@@ -43,7 +44,7 @@ from hq_sweep.launchers.local import REDIS_URL_VAR, LocalLauncher
 from hq_sweep.queue.client import connect
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.monitor import watch
-from hq_sweep.results.progress import DEFAULT_EVERY_S, ProgressPrinter, duration
+from hq_sweep.results.progress import DEFAULT_EVERY_S, ProgressPrinter, headline
 from hq_sweep.results.summary import failure_text, finished_count, summary
 from hq_sweep.server.connection import default_state_dir, resolve_redis_url
 from hq_sweep.spec.sweep import SweepSpec, load_spec
@@ -77,9 +78,6 @@ def _with_trials(spec: SweepSpec, trials: int | None) -> SweepSpec:
     return spec if trials is None else spec.model_copy(update={"run_cap": trials})
 
 
-ProgressEveryOption = Annotated[float, typer.Option(
-    "--progress-every", min=1.0, help="Seconds between plain progress lines where there is no "
-    "terminal (a batch log, a pipe).")]
 SweepIdOption = Annotated[str | None, typer.Option(
     "--sweep", "-s", help="Sweep id: resume that sweep if it exists, else start one under it.")]
 ResumeOption = Annotated[bool, typer.Option(
@@ -202,11 +200,8 @@ def _print_summary(queue: SweepQueue, reason: str, elapsed: float, json_out: boo
     if json_out:
         typer.echo(json.dumps(result))
         return int(trials["complete"])
-    rate = finished_count(trials) / max(elapsed, 1e-9) * 60
-    console.print(
-        f"[bold]sweep {queue.sweep_id} finished[/] ({reason}) in {duration(elapsed)}: "
-        f"{trials['complete']} complete, {trials['pruned']} pruned, "
-        f"{trials['failed']} failed ({rate:.1f} trials/min)", soft_wrap=True)
+    console.print(headline(queue.sweep_id, "finished", reason, trials, elapsed),
+                  style="bold", highlight=False, markup=False)
     for failure in result["failures"]:
         console.print(f"  {failure_text(failure)}", style="red", highlight=False,
                       soft_wrap=True)

@@ -53,6 +53,9 @@ SweepOption = Annotated[
     str | None, typer.Option("--sweep", "-s", help="Sweep id (default: the newest sweep).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+ProgressEveryOption = Annotated[float, typer.Option(
+    "--progress-every", min=1.0, help="Seconds between plain progress lines where there is no "
+    "terminal (a batch log, a pipe).")]
 CountOption = Annotated[int | None, typer.Option(
     "--count", min=1, show_default=False,
     help="Trials each worker runs before it leaves for good (like `wandb agent --count`).")]

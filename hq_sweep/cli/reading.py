@@ -12,12 +12,7 @@ import typer
 
 from hq_sweep.cli.common import console
 from hq_sweep.errors import InvalidInput
-from hq_sweep.server.connection import (
-    ConnectionFileError,
-    read_connection_file,
-    resolve_redis_url,
-    server_alive,
-)
+from hq_sweep.server.connection import live_server, resolve_redis_url
 from hq_sweep.server.process import start_server, stop_server
 
 ReadStateDirOption = Annotated[Path | None, typer.Option(
@@ -34,11 +29,10 @@ def sweep_server(redis_url: str | None, sweep: str | None,
     if state_dir is None:
         yield resolve_redis_url(redis_url, sweep=sweep)
         return
-    with contextlib.suppress(ConnectionFileError):
-        info = read_connection_file(state_dir)
-        if info is not None and server_alive(info):
-            yield info.url
-            return
+    running = live_server(state_dir)
+    if running is not None:
+        yield running.url
+        return
     if not (state_dir / "data").is_dir():
         raise InvalidInput(f"--state-dir: {state_dir} holds no hq-sweep server data (no data/ "
                            "folder): give the state directory the sweep's server used")

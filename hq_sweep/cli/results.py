@@ -15,6 +15,7 @@ from rich.text import Text
 from hq_sweep import exitcodes
 from hq_sweep.cli.common import (
     JsonOption,
+    ProgressEveryOption,
     RedisOption,
     SweepOption,
     console,
@@ -183,9 +184,7 @@ def monitor(
     redis_url: RedisOption = None,
     once: Annotated[bool, typer.Option(
         "--once", help="Print one plain snapshot on stdout and exit.")] = False,
-    progress_every: Annotated[float, typer.Option(
-        "--progress-every", min=1.0, help="Seconds between plain progress lines where "
-        "there is no terminal (a batch log, a pipe).")] = DEFAULT_EVERY_S,
+    progress_every: ProgressEveryOption = DEFAULT_EVERY_S,
 ) -> None:
     """Live view of a sweep until it finishes (Ctrl-C leaves); outside a terminal, a plain
     progress line every --progress-every seconds and a closing summary.

@@ -21,11 +21,11 @@ from hq_sweep.cli.common import (
 from hq_sweep.errors import HqSweepError
 from hq_sweep.launchers.registry import Launcher, LauncherName, make_launcher
 from hq_sweep.queue.client import connect
-from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.sweep import SweepQueue
+from hq_sweep.results.monitor import stall_fix
 from hq_sweep.results.summary import finished_count
 from hq_sweep.server.connection import resolve_redis_url
-from hq_sweep.worker.lifecycle import SweepEnded, run_worker
+from hq_sweep.worker.lifecycle import SweepEnded, run_worker, sweep_over
 from hq_sweep.worker.warm_loop import WorkerOptions
 
 
@@ -93,9 +93,7 @@ def start_workers(
     if exitcodes.UNUSABLE in codes and sweep is not None:
         stalled = SweepQueue(connect(url), sweep).meta.read().get("stalled")
         if stalled:
-            fail(f"workers cannot start: {stalled}\n  fix it, then start the workers again "
-                 f"(the sweep keeps its trials): `hq-sweep start-workers --sweep {sweep}`",
-                 exitcodes.UNUSABLE)
+            fail(f"workers cannot start: {stalled}\n  {stall_fix(sweep)}", exitcodes.UNUSABLE)
     # A worker that came as the sweep ended (a replacement) has nothing to do: that is fine.
     if any(code not in exitcodes.DELIBERATE | {exitcodes.ENDED} for code in codes):
         fail(ended)
@@ -103,17 +101,14 @@ def start_workers(
 
 
 def _refuse_finished(url: str, sweep: str) -> None:
-    """Workers for a sweep that has finished would each leave at once: say so instead."""
-    connection = connect(url)
-    if not SweepRegistry(connection).exists(sweep):
-        return  # workers wait for it to be registered
-    meta = SweepQueue(connection, sweep).meta.read()
-    if meta.get("state") == "finished":
-        counts = SweepQueue(connection, sweep).meta.counts()
-        fail(f"sweep {sweep} has already finished ({meta.get('finished_reason') or 'done'}, "
-             f"{finished_count(counts)} trials): no workers started. To run more trials: "
-             f"`hq-sweep enqueue FILE --sweep {sweep} --trials N`; for a new sweep, "
-             "`hq-sweep enqueue FILE`", exitcodes.ENDED)
+    """Workers for a sweep that is over would each leave at once (`sweep_over`, as the
+    worker itself decides): say so instead. An unknown sweep passes: workers wait for it."""
+    queue = SweepQueue(connect(url), sweep)
+    over = sweep_over(sweep, queue.meta.read())
+    if over is not None:
+        fail(f"{over} after {finished_count(queue.meta.counts())} trials: no workers "
+             f"started. To run more trials: `hq-sweep enqueue FILE --sweep {sweep} --trials "
+             "N`; for a new sweep, `hq-sweep enqueue FILE`", exitcodes.ENDED)
 
 
 def _forward_signals(launcher: Launcher) -> None:

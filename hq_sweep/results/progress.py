@@ -12,7 +12,7 @@ from collections.abc import Callable
 from hq_sweep.queue.lock_token import missing_controller
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.monitor import RateMeter, Snapshot, take_snapshot
-from hq_sweep.results.summary import failure_text
+from hq_sweep.results.summary import failure_text, finished_count
 
 DEFAULT_EVERY_S = 30.0
 
@@ -53,16 +53,20 @@ def progress_line(snap: Snapshot) -> str:
     return " | ".join(parts)
 
 
+def headline(sweep: str, state: str, reason: str, counts: dict[str, int],
+             elapsed: float) -> str:
+    """`sweep S finished (run_cap) in 1 min 00 s: 150 complete, 40 pruned, 10 failed
+    (200.0 trials/min)`: the first closing line of `run`, `monitor` and a controller."""
+    ended = finished_count(counts)
+    return (f"sweep {sweep} {state}" + (f" ({reason})" if reason else "")
+            + f" in {duration(elapsed)}: {counts.get('complete', 0)} complete, "
+            f"{counts.get('pruned', 0)} pruned, {counts.get('failed', 0)} failed "
+            f"({ended / max(elapsed, 1e-9) * 60:.1f} trials/min)")
+
+
 def summary_lines(snap: Snapshot) -> list[str]:
     """The closing lines: counts, duration and throughput, best, failures."""
-    counts = snap.counts
-    lines = [
-        f"sweep {snap.sweep} {snap.state}"
-        + (f" ({snap.finished_reason})" if snap.finished_reason else "")
-        + f": {counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, "
-        f"{counts.get('failed', 0)} failed in {duration(snap.elapsed)} "
-        f"({snap.finished / max(snap.elapsed, 1e-9) * 60:.1f} trials/min)",
-    ]
+    lines = [headline(snap.sweep, snap.state, snap.finished_reason, snap.counts, snap.elapsed)]
     if snap.best:
         lines.append(f"best {snap.metric} ({snap.goal}) {snap.best['value']:.6g}: "
                      f"trial {snap.best['number']}")

@@ -35,6 +35,7 @@ __all__ = [
     "auth_ping",
     "connection_file_path",
     "default_state_dir",
+    "live_server",
     "not_running_message",
     "pid_alive",
     "read_connection_file",
@@ -272,12 +273,14 @@ def server_alive(info: ServerInfo, timeout: float = 1.0) -> bool:
     return reply == "PONG" or reply.startswith("LOADING")
 
 
-def _live_server_in(directory: Path) -> bool:
+def live_server(directory: Path) -> ServerInfo | None:
+    """The server recorded in `directory`, if it answers; None when none is recorded, the
+    file does not read, or the server is gone."""
     try:
         info = read_connection_file(directory)
     except ConnectionFileError:
-        return False
-    return info is not None and server_alive(info)
+        return None
+    return info if info is not None and server_alive(info) else None
 
 
 def _checked_url(url: str, source: str) -> str:
@@ -314,7 +317,7 @@ def resolve_redis_url(explicit: str | None = None, *, state_dir: Path | None = N
         return _checked_url(env, f"${ENV_REDIS_URL}")
     if state_dir is None and sweep:
         own = sweep_state_dir(sweep)
-        if not _live_server_in(default_state_dir()) and _live_server_in(own):
+        if live_server(default_state_dir()) is None and live_server(own) is not None:
             state_dir = own
     directory = state_dir or default_state_dir()
     try:

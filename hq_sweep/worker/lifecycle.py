@@ -91,6 +91,18 @@ class SweepEnded(HqSweepError):
     exit_code = exitcodes.ENDED
 
 
+def sweep_over(sweep_id: str, meta: dict[str, str]) -> str | None:
+    """Why a worker would find nothing to do on this sweep (it finished, or a user stopped
+    it), or None while it runs."""
+    state = meta.get("state")
+    if state == "finished":
+        return (f"sweep {sweep_id} has already finished "
+                f"({meta.get('finished_reason') or 'done'})")
+    if state == "stopping":
+        return f"sweep {sweep_id} has already been stopped"
+    return None
+
+
 class EarlySignals:
     """SIGTERM/SIGINT/SIGUSR1 before the worker loop runs: remember them, stop after setup."""
 
@@ -144,11 +156,8 @@ def run_worker(
     queue = SweepQueue(connection, sweep_id)
     meta = queue.meta.read()
     spec = parse_spec(json.loads(meta["spec"]), source=f"sweep {sweep_id}")
-    if meta.get("state") in ("finished", "stopping"):
-        raise SweepEnded(f"sweep {sweep_id} has already "
-                         + (f"finished ({meta.get('finished_reason') or 'done'})"
-                            if meta["state"] == "finished" else "been stopped")
-                         + ": no trials to run")
+    if (over := sweep_over(sweep_id, meta)) is not None:
+        raise SweepEnded(f"{over}: no trials to run")
     options = _options_for(spec, options)
     job = JobEnvironment.from_env()
     name = job.worker_name()

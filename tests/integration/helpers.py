@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -32,6 +33,14 @@ def hq(args: list[str], env: dict[str, str],
        timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hq_sweep", *args], env=env, text=True,
                           capture_output=True, timeout=timeout)
+
+
+def start_detached_controller(spec: Path, sweep: str, env: dict[str, str]) -> int:
+    """`hq-sweep enqueue SPEC --sweep SWEEP --detach`; the background controller's pid."""
+    started = hq(["enqueue", str(spec), "--sweep", sweep, "--detach"], env)
+    found = re.search(r"pid (\d+)", started.stderr)
+    assert started.returncode == 0 and found is not None, started.stderr
+    return int(found.group(1))
 
 
 def poll(condition: Callable[[], bool], timeout: float, what: str,

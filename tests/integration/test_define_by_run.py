@@ -4,10 +4,10 @@ processes, objectives written into tmp_path."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -35,7 +35,15 @@ from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.trials import Finish
 from hq_sweep.spec.sweep import parse_spec
-from tests.integration.helpers import cli_env, finished_rows, hq, poll, process_gone, write_sweep
+from tests.integration.helpers import (
+    cli_env,
+    finished_rows,
+    hq,
+    poll,
+    process_gone,
+    start_detached_controller,
+    write_sweep,
+)
 
 pytestmark = pytest.mark.integration
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -176,10 +184,7 @@ def test_a_worker_killed_mid_trial_requeues_it_with_the_params_already_sampled(
     spec = write_sweep(tmp_path, {"name": "killed", "method": "random", "run_cap": 3,
                                   "lease": 1, "worker": {"module": "killed.py"}})
     env = cli_env(redis_url, tmp_path, DBR_OUT=str(tmp_path))
-    started = hq(["enqueue", str(spec), "--sweep", "killed", "--detach"], env)
-    found = re.search(r"pid (\d+)", started.stderr)
-    assert started.returncode == 0 and found is not None, started.stderr
-    controller = int(found.group(1))
+    controller = start_detached_controller(spec, "killed", env)
     worker = subprocess.Popen([sys.executable, "-m", "hq_sweep", "worker", "--sweep", "killed"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -191,7 +196,8 @@ def test_a_worker_killed_mid_trial_requeues_it_with_the_params_already_sampled(
     finally:
         if worker.poll() is None:
             worker.kill()
-        os.kill(controller, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it ends with the sweep, may be gone
+            os.kill(controller, signal.SIGKILL)
         poll(lambda: process_gone(controller), 10, "the controller to go")
     first = json.loads((tmp_path / "first.json").read_text())
     second = json.loads((tmp_path / "second.json").read_text())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,7 +13,13 @@ import pytest
 from hq_sweep import exitcodes
 from hq_sweep.queue.client import connect
 from hq_sweep.queue.sweep import SweepQueue
-from tests.integration.helpers import cli_env, hq, poll, write_sweep
+from tests.integration.helpers import (
+    cli_env,
+    hq,
+    poll,
+    start_detached_controller,
+    write_sweep,
+)
 
 pytestmark = pytest.mark.integration
 SLOW = str(Path(__file__).parent.parent / "workers" / "slow_setup.py")
@@ -29,10 +34,7 @@ def test_signal_during_setup_stops_the_worker_before_any_trial(
     spec = write_sweep(tmp_path, {"name": "early", "method": "random", "run_cap": 5,
                                   "worker": SLOW, "parameters": {"x": {"min": 0.0, "max": 1.0}}})
     env = cli_env(redis_url, tmp_path, HQ_SWEEP_TEST_DIR=str(tmp_path))
-    started = hq(["enqueue", str(spec), "--sweep", "early", "--detach"], env)
-    found = re.search(r"pid (\d+)", started.stderr)
-    assert started.returncode == 0 and found is not None, started.stderr
-    controller = int(found.group(1))
+    controller = start_detached_controller(spec, "early", env)
     worker = subprocess.Popen([sys.executable, "-m", "hq_sweep", "worker", "--sweep", "early"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -59,9 +61,7 @@ def test_count_stops_each_worker_after_that_many_trials(redis_url: str, tmp_path
     spec = write_sweep(tmp_path, {"name": "counted", "method": "random", "run_cap": 20,
                                   "worker": TOY, "parameters": {"x": {"min": 0.0, "max": 1.0}}})
     env = cli_env(redis_url, tmp_path)
-    started = hq(["enqueue", str(spec), "--sweep", "counted", "--detach"], env)
-    found = re.search(r"pid (\d+)", started.stderr)
-    assert started.returncode == 0 and found is not None, started.stderr
+    controller = start_detached_controller(spec, "counted", env)
     try:
         solo = hq(["worker", "--sweep", "counted", "--count", "3"], env)
         assert solo.returncode == exitcodes.COUNTED, solo.stderr
@@ -74,4 +74,4 @@ def test_count_stops_each_worker_after_that_many_trials(redis_url: str, tmp_path
         counts = queue.meta.counts()
         assert counts.get("complete", 0) == 3 + 2 * 4 and counts.get("running", 0) == 0
     finally:
-        os.kill(int(found.group(1)), signal.SIGKILL)
+        os.kill(controller, signal.SIGKILL)

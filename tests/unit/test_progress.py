@@ -42,7 +42,7 @@ def test_the_summary_of_a_finished_sweep_uses_its_own_duration_and_rate() -> Non
     lines = summary_lines(_snap(state="finished", finished_reason="run_cap", elapsed=60.0,
                                 counts={"complete": 150, "pruned": 40, "failed": 10},
                                 failures=failures))
-    assert lines[0] == ("sweep digits finished (run_cap): 150 complete, 40 pruned, 10 failed "
-                        "in 1 min 00 s (200.0 trials/min)")
+    assert lines[0] == ("sweep digits finished (run_cap) in 1 min 00 s: 150 complete, "
+                        "40 pruned, 10 failed (200.0 trials/min)")
     assert lines[1] == "best val_accuracy (maximize) 0.9812: trial 17"
     assert lines[2] == "  2 failed: ValueError: bad (t.py:3)"
