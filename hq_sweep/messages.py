@@ -80,6 +80,7 @@ class TrialOutcome:
     metrics: dict[str, Any] = field(default_factory=dict)
     duration: float = 0.0
     worker: str = ""
+    unused: tuple[str, ...] = ()  # define-by-run names sampled ahead the objective never asked
 
     def __post_init__(self) -> None:
         finite = bool(self.values) and all(math.isfinite(v) for v in self.values or [])
@@ -87,17 +88,12 @@ class TrialOutcome:
             raise ValueError("a complete trial needs finite values")
 
     def encode(self) -> str:
-        return dumps(
-            {
-                "n": self.number,
-                "a": self.attempt,
-                "s": self.state.value,
-                "v": self.values,
-                "r": self.reason,
-                "d": round(self.duration, 6),
-                "w": self.worker,
-            }
-        )
+        fields: dict[str, Any] = {
+            "n": self.number, "a": self.attempt, "s": self.state.value, "v": self.values,
+            "r": self.reason, "d": round(self.duration, 6), "w": self.worker}
+        if self.unused:
+            fields["u"] = list(self.unused)
+        return dumps(fields)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> TrialOutcome:
@@ -120,9 +116,18 @@ class TrialOutcome:
                 reason=obj.get("r") if isinstance(obj.get("r"), str) else None,
                 duration=float(obj.get("d") or 0.0),
                 worker=str(obj.get("w") or ""),
+                unused=_names(obj.get("u")),
             )
         except ValueError as exc:
             raise MessageError(f"trial outcome: {exc}") from exc
+
+
+def _names(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
+        raise MessageError(f"trial outcome.u: expected a list of names, got {raw!r:.80}")
+    return tuple(raw)
 
 
 class Report(NamedTuple):

@@ -1,9 +1,13 @@
 """Define-by-run overhead: no-op trials with 5 float params, 2 workers, side by side.
 
 - declared: the 5 params under `parameters:` (the controller samples them when it asks);
-- define-by-run: no `parameters:`, the objective calls `trial.suggest_float` 5 times, each
-  a round trip to the controller (issue 12: pre-sampling would remove most of them);
-- Optuna in memory, one process, the same objective (the ceiling).
+- define-by-run, sampled ahead: no `parameters:`, the objective calls `trial.suggest_float`
+  5 times; `presample: auto` (the default) samples them with the task once a trial has
+  finished, so only the first trials ask;
+- define-by-run, asked: `presample: never`, each suggest a round trip to the controller;
+- Optuna in memory, one process, the same objective (the ceiling);
+- Optuna's own distributed mode: `--workers` processes on one JournalRedis study, the same
+  objective, served by the same kind of server hq-sweep uses.
 
 Usage: python scripts/bench_define_by_run.py [--trials 2000] [--workers 2] [--repeats 3]
 Trials/s counts from the first trial's start to the last trial's end; medians at the end.
@@ -24,6 +28,10 @@ from pathlib import Path
 
 import optuna
 import yaml
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalRedisBackend
+
+from hq_sweep.server.process import start_server, stop_server
 
 NAMES = ("a", "b", "c", "d", "e")
 DEFINE_BY_RUN = """
@@ -36,12 +44,17 @@ def objective(trial, state):
 """
 
 
-def sweep_file(folder: Path, declared: bool, trials: int) -> Path:
+def sweep_file(folder: Path, presample: str | None, trials: int) -> Path:
+    """presample None: the declared space; else define-by-run with that policy."""
+    declared = presample is None
     (folder / "obj.py").write_text(DECLARED if declared else DEFINE_BY_RUN)
+    worker: dict[str, str] = {"module": "obj.py"}
+    if presample is not None:
+        worker["presample"] = presample
     body: dict[str, object] = {
         "name": "declared" if declared else "define-by-run", "method": "random",
         "metric": {"name": "loss", "goal": "minimize"}, "run_cap": trials,
-        "sampler": {"name": "random", "seed": 0}, "worker": {"module": "obj.py"}}
+        "sampler": {"name": "random", "seed": 0}, "worker": worker}
     if declared:
         body["parameters"] = {name: {"min": -1.0, "max": 1.0} for name in NAMES}
     path = folder / "sweep.yaml"
@@ -49,12 +62,12 @@ def sweep_file(folder: Path, declared: bool, trials: int) -> Path:
     return path
 
 
-def hq_rate(declared: bool, trials: int, workers: int) -> float:
+def hq_rate(presample: str | None, trials: int, workers: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         env = {**os.environ, "HQ_SWEEP_STATE_DIR": str(folder / "state")}
         env.pop("HQ_SWEEP_REDIS_URL", None)
-        spec = sweep_file(folder, declared, trials)
+        spec = sweep_file(folder, presample, trials)
         hq = [sys.executable, "-m", "hq_sweep"]
         try:
             done = subprocess.run([*hq, "run", str(spec), "--workers", str(workers), "--json"],
@@ -84,25 +97,70 @@ def optuna_rate(trials: int) -> float:
     return trials / (time.perf_counter() - started)
 
 
+JOURNAL_CHILD = """
+import os, warnings, optuna
+warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalRedisBackend
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+storage = JournalStorage(JournalRedisBackend(os.environ["BENCH_REDIS_URL"]))
+study = optuna.load_study(study_name="dbr", storage=storage,
+                          sampler=optuna.samplers.RandomSampler())
+study.optimize(lambda t: sum(t.suggest_float(n, -1.0, 1.0) ** 2 for n in "abcde"),
+               n_trials=int(os.environ["BENCH_TRIALS"]))
+"""
+
+
+def journal_rate(trials: int, workers: int) -> float:
+    """`workers` processes running `study.optimize` on one JournalRedis study."""
+    with tempfile.TemporaryDirectory() as tmp:
+        info = start_server(Path(tmp))
+        try:
+            storage = JournalStorage(JournalRedisBackend(info.url))
+            optuna.create_study(study_name="dbr", storage=storage)
+            env = {**os.environ, "BENCH_REDIS_URL": info.url,
+                   "BENCH_TRIALS": str(trials // workers)}  # the password stays off ps
+            children = [subprocess.Popen([sys.executable, "-c", JOURNAL_CHILD], env=env)
+                        for _ in range(workers)]
+            if any(child.wait() != 0 for child in children):
+                raise RuntimeError("an Optuna journal process failed")
+            done = optuna.load_study(study_name="dbr", storage=storage).trials
+        finally:
+            stop_server(info)
+    first = min(t.datetime_start for t in done if t.datetime_start is not None)
+    last = max(t.datetime_complete for t in done if t.datetime_complete is not None)
+    return len(done) / (last - first).total_seconds()
+
+
+KINDS = {"declared": None, "define-by-run, sampled ahead": "auto",
+         "define-by-run, asked": "never"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    declared, by_run, in_memory = [], [], []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rates: dict[str, list[float]] = {name: [] for name in [*KINDS, "optuna in memory",
+                                                           "optuna JournalRedis"]}
     for repeat in range(args.repeats):
-        declared.append(hq_rate(True, args.trials, args.workers))
-        by_run.append(hq_rate(False, args.trials, args.workers))
-        in_memory.append(optuna_rate(args.trials))
-        print(f"repeat {repeat + 1}: declared {declared[-1]:,.0f} trials/s, define-by-run "
-              f"{by_run[-1]:,.0f} trials/s, optuna in-memory {in_memory[-1]:,.0f} trials/s",
-              flush=True)
-    d, b, m = (statistics.median(x) for x in (declared, by_run, in_memory))
-    print(f"median, {args.workers} workers, {args.trials} trials of 5 params: declared "
-          f"{d:,.0f} trials/s; define-by-run {b:,.0f} trials/s (ratio {b / d:.2f}, "
-          f"{(1 / b - 1 / d) * 1000 * args.workers:.1f} ms more per trial per worker); "
-          f"optuna in-memory {m:,.0f} trials/s")
+        for name, presample in KINDS.items():
+            rates[name].append(hq_rate(presample, args.trials, args.workers))
+        rates["optuna in memory"].append(optuna_rate(args.trials))
+        rates["optuna JournalRedis"].append(journal_rate(args.trials, args.workers))
+        print(f"repeat {repeat + 1}: " + ", ".join(
+            f"{name} {values[-1]:,.0f}" for name, values in rates.items()) + " trials/s",
+            flush=True)
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    declared = medians["declared"]
+    print(f"median, {args.workers} workers, {args.trials} no-op trials of 5 params "
+          f"({args.repeats} repeats):")
+    for name, rate in medians.items():
+        extra = (1 / rate - 1 / declared) * 1000 * args.workers
+        print(f"  {name:<30} {rate:>7,.0f} trials/s  {rate / declared:5.2f} x declared  "
+              f"{extra:+6.2f} ms per trial per worker")
 
 
 if __name__ == "__main__":

@@ -121,8 +121,8 @@ def run(
         _follow(local, thread, launcher, sweep_total(spec), live=not json_out,
                 progress_every=progress_every)
     except KeyboardInterrupt:
+        launcher.stop()  # first: a trial waiting on a define-by-run suggest still gets it
         thread.abort.set()
-        launcher.stop()
         fail(f"interrupted: sweep {sweep_id} left unfinished; resume it with {resume_hint}", 130)
     except SweepAborted as exc:
         console.print(Text.assemble(("error:", "bold red"), f" {exc}"), soft_wrap=True)

@@ -120,7 +120,8 @@ def setup_logging(verbose: bool = False) -> None:
         fmt = "%(asctime)s %(levelname)-7s %(message)s"
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt,
                         handlers=[handler], force=True)
-    for noisy in ("rq.worker", "rq.queue", "rq"):
+    # Optuna's INFO lines ("A new study created in memory...") are the controller's internals.
+    for noisy in ("rq.worker", "rq.queue", "rq", "optuna"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

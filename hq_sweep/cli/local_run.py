@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hq_sweep import exitcodes
 from hq_sweep.controller.loop import Controller, ControllerOptions, trial_cap
+from hq_sweep.controller.strategy._base import Strategy
 from hq_sweep.errors import HqSweepError, InvalidInput
 from hq_sweep.launchers.local import LocalLauncher
 from hq_sweep.queue.client import Client
@@ -157,7 +158,9 @@ class ControllerThread(threading.Thread):
 
 @dataclass
 class LocalRun:
-    """`hq-sweep run`: controller thread + N local warm workers on one server."""
+    """`hq-sweep run` (and `hq_sweep.optimize`): controller thread + N local warm workers on
+    one server. `strategy`: the controller's own (the Python API brings the user's sampler and
+    pruner), else the one the spec names."""
 
     connection: Client
     url: str
@@ -165,10 +168,11 @@ class LocalRun:
     spec: SweepSpec
     workers: int
     options: ControllerOptions
+    strategy: Strategy | None = None
 
     def start(self) -> tuple[ControllerThread, LocalLauncher]:
         queue = SweepQueue(self.connection, self.sweep_id)
-        thread = ControllerThread(Controller(queue, self.spec, self.options))
+        thread = ControllerThread(Controller(queue, self.spec, self.options, self.strategy))
         thread.start()
         logs = default_state_dir() / "logs" / self.sweep_id
         launcher = LocalLauncher(self.workers, self.url, self.sweep_id, log_dir=logs)

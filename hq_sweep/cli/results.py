@@ -30,6 +30,7 @@ from hq_sweep.controller.space import build_space, summary_lines
 from hq_sweep.queue.lock_token import missing_controller
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.monitor import Snapshot, stall_fix, watch
+from hq_sweep.results.optuna_study import redacted, study_of_sweep
 from hq_sweep.results.progress import DEFAULT_EVERY_S, ProgressPrinter, follow, progress_line
 from hq_sweep.results.summary import (
     best,
@@ -153,6 +154,15 @@ def _show_top(trials: list[dict[str, Any]], json_out: bool) -> None:
                                  json.dumps(trial["params"])))
 
 
+OptunaStorageOption = Annotated[str | None, typer.Option(
+    "--optuna-storage", metavar="URL", show_default=False,
+    help="Write the finished trials as an Optuna study to this storage (sqlite:///study.db) "
+    "instead, for optuna.load_study and optuna-dashboard.")]
+StudyNameOption = Annotated[str | None, typer.Option(
+    "--study-name", show_default=False,
+    help="The study's name in --optuna-storage (default: the sweep id); refused if taken.")]
+
+
 @friendly_errors
 def export(
     sweep: SweepOption = None,
@@ -163,19 +173,46 @@ def export(
     redis_url: RedisOption = None,
     flat: FlatOption = False,
     state_dir: ReadStateDirOption = None,
+    optuna_storage: OptunaStorageOption = None,
+    study_name: StudyNameOption = None,
 ) -> None:
     """Write every trial (params, values, state, timings, metrics, intermediate values) as CSV
-    (always flat: params.a.b columns) or JSON (params nested as in the sweep file)."""
+    (always flat: params.a.b columns) or JSON (params nested as in the sweep file); with
+    --optuna-storage, the finished trials as an Optuna study in that storage."""
     if fmt not in ("csv", "json"):
         fail(f"--format: must be csv or json (got {fmt!r})", 2)
+    if optuna_storage is None and study_name is not None:
+        fail("--study-name: goes with --optuna-storage", 2)
+    if optuna_storage is not None and output is not None:
+        fail("--output: not with --optuna-storage (the study goes to that storage)", 2)
     with sweep_server(redis_url, sweep, state_dir) as url:
-        rows = trial_rows(open_sweep(url, sweep), flat=flat or fmt == "csv")
+        queue = open_sweep(url, sweep)
+        if optuna_storage is not None:
+            _export_study(queue, optuna_storage, study_name or queue.sweep_id)
+            return
+        rows = trial_rows(queue, flat=flat or fmt == "csv")
     text = to_csv(rows) if fmt == "csv" else json.dumps(rows, indent=1) + "\n"
     if output is None:
         typer.echo(text, nl=False)
     else:
         output.write_text(text)
         console.print(f"wrote {len(rows)} trials to {escape(str(output))}", highlight=False)
+
+
+def _export_study(queue: SweepQueue, storage: str, name: str) -> None:
+    """The sweep's finished trials as study `name` in `storage` (a new study: refused, exit 2,
+    when the name is taken there)."""
+    spec = stored_spec(queue)
+    study = study_of_sweep(queue, spec, build_space(spec), storage=storage, study_name=name)
+    left_out = int(queue.meta.read().get("next") or 0) - len(study.trials)
+    shown = redacted(storage)
+    console.print(f"wrote {len(study.trials)} finished trials of sweep {queue.sweep_id} to "
+                  f"Optuna study {name!r} in {shown}"
+                  + (f" ({left_out} cancelled or unfinished left out)" if left_out else ""),
+                  highlight=False, markup=False, soft_wrap=True)
+    console.print(f"open it with `optuna-dashboard {shown}` or "
+                  f"optuna.load_study(study_name={name!r}, storage={shown!r})",
+                  style="dim", highlight=False, markup=False, soft_wrap=True)
 
 
 @friendly_errors

@@ -295,6 +295,8 @@ class Controller:
         want = workers * batch * 3 - outstanding
         if self.spec.parallelism:
             want = min(want, self.spec.parallelism + workers * batch - outstanding)
+        if self.strategy.ask_ahead is not None:
+            want = min(want, self.strategy.ask_ahead * workers - outstanding)
         remaining = self._remaining()
         if remaining is not None:
             want = min(want, remaining)

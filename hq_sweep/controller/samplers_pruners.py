@@ -23,7 +23,8 @@ from hq_sweep.controller.wandb_hyperband import WandbHyperbandPruner
 from hq_sweep.spec.issues import format_loc, issues_from_validation_error
 from hq_sweep.spec.sweep import PrunerSpec, SpecError, SweepSpec
 
-__all__ = ["WeightedRandomSampler", "build_pruner", "build_sampler", "study_directions"]
+__all__ = ["WeightedRandomSampler", "build_pruner", "build_sampler", "learns_from_results",
+           "study_directions"]
 
 
 
@@ -100,6 +101,16 @@ def build_sampler(spec: SweepSpec, space: SearchSpace, seed: int | None = None) 
                "nsgaii": samplers.NSGAIISampler, "bruteforce": samplers.BruteForceSampler}
     sampler: BaseSampler = _construct(classes[name], {**options, "seed": seed}, "sampler.options")
     return sampler
+
+
+def learns_from_results(sampler: BaseSampler) -> bool:
+    """Whether the sampler's next sample depends on the results told so far: asked far ahead
+    of them, it samples blind (TPE asked 60 trials ahead of 4 results is random search).
+    Random, QMC, grid and brute force do not learn so; an unknown sampler (a user's own,
+    through the Python API) is taken to."""
+    free = (RandomSampler, optuna.samplers.QMCSampler, optuna.samplers.GridSampler,
+            optuna.samplers.BruteForceSampler)
+    return not isinstance(sampler, free)
 
 
 def build_pruner(spec: SweepSpec) -> BasePruner:

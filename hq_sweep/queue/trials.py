@@ -36,6 +36,7 @@ class Finish:
     metrics: dict[str, Any] | None = None  # JSON-able: encoded once, by the record
     failure_kind: str = ""  # e.g. "ValueError", "timeout": counted per kind for status
     failure_line: str = ""  # the failure in one line; default: the reason's first line
+    rewrite: dict[str, str] | None = None  # record fields replaced (params, distributions)
 
     def record(self) -> TrialRecord:
         return TrialRecord.of(self.outcome, self.ended_at, self.metrics)
@@ -87,7 +88,8 @@ class TrialStore:
         for batch in batches:
             for task in batch:
                 record = TrialRecord(task.number, TrialState.QUEUED, params=task.params,
-                                     queued_at=now).to_hash()
+                                     queued_at=now,
+                                     distributions=task.distributions or None).to_hash()
                 pipe.hset(self.keys.trial(task.number), mapping=record)  # type: ignore[arg-type]
                 total += 1
         pipe.rpush(self.keys.part("ready"), *(t.number for batch in batches for t in batch))
@@ -202,8 +204,10 @@ class TrialStore:
         for item in finishes:
             out = item.outcome
             keys.append(self.keys.trial(out.number))
-            batch.append((str(out.number), str(out.attempt), item.record().finish_fields(),
-                          out.encode(), item.failure_kind))
+            fields = item.record().finish_fields()
+            fields.update(item.rewrite or {})
+            batch.append((str(out.number), str(out.attempt), fields, out.encode(),
+                          item.failure_kind))
         flags = [bool(flag) for flag in script("finish").run(self.connection, keys, [dumps(batch)])]
         self._note_failure_lines([f for f, ok in zip(finishes, flags, strict=True) if ok])
         return flags

@@ -185,13 +185,18 @@ class EarlyTerminate(BaseModel):
 
 class WorkerEntry(BaseModel):
     """Where the user's code lives: ``module`` is a ``.py`` file path or a dotted module name;
-    ``setup`` runs once per worker, ``objective`` once per trial."""
+    ``setup`` runs once per worker, ``objective`` once per trial. ``presample`` is when the
+    controller samples define-by-run parameters ahead, as it asks the trial (no round trip
+    per suggest): ``auto`` while trials are short (round trips would cost them dearly),
+    ``always``, or ``never`` (each is sampled when the objective asks: with one worker and a
+    seed, Optuna's own sequence)."""
 
     model_config = _FROZEN
 
     module: str
     setup: str = "setup"
     objective: str = "objective"
+    presample: Annotated[str, PlainValidator(one_of("auto", "always", "never"))] = "auto"
 
     @model_validator(mode="before")
     @classmethod

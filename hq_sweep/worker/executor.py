@@ -19,7 +19,7 @@ from hq_sweep.messages import Decision, Report, TrialOutcome, TrialState, dumps
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.trials import Claim, Finish
 from hq_sweep.worker.reports import ReportBuffer
-from hq_sweep.worker.suggest import Suggester, decode_distributions
+from hq_sweep.worker.suggest import Suggester, decode_distributions, encode_distributions
 from hq_sweep.worker.trial import AttemptSuperseded, Trial, TrialCancelled
 from hq_sweep.worker.usercode import (
     InvalidResult,
@@ -47,6 +47,13 @@ class Ending:
     reason: str | None = None
     kind: str = ""  # failure kind, counted per kind for `hq-sweep status`
     line: str = ""  # the failure in one line (`Type: message (file.py:N)`), shown beside it
+
+
+def _asked_params(trial: Trial) -> dict[str, str]:
+    """The record's params and distributions as the objective asked them: names sampled
+    ahead that it never asked are left out (as the controller leaves them out of its study)."""
+    return {"params": dumps(trial.flat_params),
+            "distributions": dumps(encode_distributions(trial.distributions))}
 
 
 def _storable(extra: dict[str, Any]) -> dict[str, Any]:
@@ -94,13 +101,16 @@ class TrialExecutor:
     def execute(self, claim: Claim) -> Finish | None:
         """Run one trial; None when another attempt took it over meanwhile."""
         task = claim.task
-        trial = Trial(task.number, claim.attempt, task.params,
-                      task.params if self.flat_params else self.nest(task.params),
+        by_run = decode_distributions(task.distributions)
+        declared = {k: v for k, v in task.params.items() if k not in by_run}
+        trial = Trial(task.number, claim.attempt, declared,
+                      declared if self.flat_params else self.nest(declared),
                       lambda step, value: self._report(claim, step, value),
                       cancelled=lambda: task.number in self.cancelled,
                       sampler=lambda name, distribution: self.suggester.sample(
                           task.number, claim.attempt, name, distribution),
-                      distributions=decode_distributions(task.distributions))
+                      ahead={k: (task.params[k], d) for k, d in by_run.items()
+                             if k in task.params})
         self.current, self.started = claim, time.monotonic()
         self.last_report_at = self.started
         try:
@@ -114,10 +124,12 @@ class TrialExecutor:
         outcome = TrialOutcome(
             number=task.number, attempt=claim.attempt, state=ending.state, values=ending.values,
             reason=ending.reason, duration=time.monotonic() - self.started, worker=self.worker,
+            unused=trial.unasked,
         )
         extra = _storable({**(ending.metrics or {}), **trial.user_attrs})
         return Finish(outcome, ended_at=time.time(), metrics=extra or None,
-                      failure_kind=ending.kind, failure_line=ending.line)
+                      failure_kind=ending.kind, failure_line=ending.line,
+                      rewrite=_asked_params(trial) if outcome.unused else None)
 
     def _call(self, trial: Trial) -> Ending:
         try:

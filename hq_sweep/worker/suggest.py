@@ -10,6 +10,7 @@ The one worker module that uses Optuna beyond `TrialPruned` (tests/unit/test_lay
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -38,6 +39,7 @@ __all__ = [
     "categorical",
     "check_distribution_compatibility",
     "decode_distributions",
+    "encode_distributions",
     "external",
     "floating",
     "integer",
@@ -70,17 +72,28 @@ def external(distribution: BaseDistribution, value: Any) -> Any:
     return distribution.to_external_repr(distribution.to_internal_repr(value))
 
 
+@functools.lru_cache(maxsize=4096)
+def _read_distribution(text: str) -> BaseDistribution:
+    """Parsed once per text: a space sampled ahead sends the same few with every trial (the
+    objects are only read, never changed)."""
+    return json_to_distribution(text)
+
+
 def decode_distributions(stored: Mapping[str, str]) -> dict[str, BaseDistribution]:
     """A claimed task's define-by-run distributions (one that does not read is left out:
     its name is then asked again, and the controller's study answers what it holds)."""
     found: dict[str, BaseDistribution] = {}
     for name, text in stored.items():
         try:
-            found[name] = json_to_distribution(text)
+            found[name] = _read_distribution(text)
         except (ValueError, KeyError, TypeError):
             log.warning("define-by-run parameter %r: distribution %.80r does not read",
                         name, text)
     return found
+
+
+def encode_distributions(distributions: Mapping[str, BaseDistribution]) -> dict[str, str]:
+    return {name: distribution_to_json(d) for name, d in distributions.items()}
 
 
 class Suggester:

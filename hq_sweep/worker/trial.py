@@ -91,14 +91,17 @@ class Trial:
         reporter: Reporter,
         cancelled: Callable[[], bool] | None = None,
         sampler: Sampler | None = None,
-        distributions: Mapping[str, BaseDistribution] | None = None,
+        ahead: Mapping[str, tuple[Any, BaseDistribution]] | None = None,
     ) -> None:
         self.number = number
         self.attempt = attempt
         self.flat_params = dict(flat_params)
         self.params = dict(params)
-        self.distributions: dict[str, BaseDistribution] = dict(distributions or {})
+        self.distributions: dict[str, BaseDistribution] = {}  # those the objective asked
         self._sampler = sampler  # None: undeclared names are an error (no controller to ask)
+        # Define-by-run values sampled before the objective asks: by the controller as it
+        # asked the trial, or for an earlier attempt. Shown once asked, as in Optuna.
+        self._ahead = dict(ahead or {})
         self.user_attrs: dict[str, Any] = {}
         self.last_step: int | None = None
         self.last_value: float | None = None
@@ -107,6 +110,11 @@ class Trial:
         self._cancelled = cancelled or (lambda: False)  # the heartbeat learnt of a cancel
         self._prune = False
         self._cancel = False  # a report learnt of a cancel
+
+    @property
+    def unasked(self) -> tuple[str, ...]:
+        """Names sampled ahead that the objective has not asked (so far)."""
+        return tuple(self._ahead)
 
     def report(self, value: float, step: int) -> None:
         """Record an intermediate value; raise `optuna.TrialPruned` if told to stop (or
@@ -153,21 +161,35 @@ class Trial:
         )
 
     def _suggest(self, name: str, make: Callable[[], BaseDistribution]) -> Any:
-        """A define-by-run parameter: the value sampled before (this trial, or an earlier
-        attempt of it: Optuna's compatibility check first), else the controller's sample."""
+        """A define-by-run parameter: as asked before in this attempt (Optuna's compatibility
+        check first), else as sampled ahead for this distribution, else the controller's
+        sample (which samples again a name sampled ahead from another distribution)."""
         known = self.distributions.get(name)
-        if known is not None and name in self.flat_params:
+        if known is not None:
             check_distribution_compatibility(known, make())
-            return external(known, self.flat_params[name])
+            return self.flat_params[name]
+        ahead = self._ahead.get(name)
+        if ahead is not None:
+            distribution = make()
+            value = (external(distribution, ahead[0]) if distribution == ahead[1]
+                     else self._ask(name, distribution))  # (refused: it stays unasked)
+            del self._ahead[name]
+            return self._take(name, value, distribution)
         if self._sampler is None or self._declared(name):
             return self._lookup(name)
-        distribution = make()
+        return self._ask(name, make())
+
+    def _ask(self, name: str, distribution: BaseDistribution) -> Any:
+        if self._sampler is None:
+            raise UndeclaredParameter(f"parameter {name!r}: no controller to sample it")
         answer = self._sampler(name, distribution)
         if answer.stale:
             raise AttemptSuperseded(f"trial {self.number} attempt {self.attempt} superseded")
         if answer.error is not None:
             raise ValueError(answer.error)  # the study's own refusal (Optuna's message)
-        value = external(distribution, answer.value)
+        return self._take(name, external(distribution, answer.value), distribution)
+
+    def _take(self, name: str, value: Any, distribution: BaseDistribution) -> Any:
         self.flat_params[name] = self.params[name] = value
         self.distributions[name] = distribution
         return value

@@ -68,9 +68,9 @@ def _objective(tmp_path: Path, code: str, name: str) -> Any:
 
 
 def _run(tmp_path: Path, redis_url: str, name: str, body: dict[str, Any],
-         workers: int = 1) -> subprocess.CompletedProcess[str]:
-    spec = write_sweep(tmp_path, {"name": name, "worker": {"module": f"{name}.py"}, **body},
-                       name=f"{name}.yaml")
+         workers: int = 1, presample: str = "auto") -> subprocess.CompletedProcess[str]:
+    worker = {"module": f"{name}.py", "presample": presample}
+    spec = write_sweep(tmp_path, {"name": name, "worker": worker, **body}, name=f"{name}.yaml")
     result = hq(["run", str(spec), "--workers", str(workers)], cli_env(redis_url, tmp_path))
     assert result.returncode == 0, result.stderr
     return result
@@ -80,13 +80,14 @@ def _run(tmp_path: Path, redis_url: str, name: str, body: dict[str, Any],
 @pytest.mark.timeout(120)
 def test_a_conditional_space_without_parameters_matches_optuna_in_memory(
         redis_url: str, tmp_path: Path, method: str) -> None:
-    """A seed, one worker: the very params (and values) Optuna gives in one process, for
-    random and for TPE as hq-sweep configures it (multivariate, constant liar)."""
+    """A seed, one worker, each name sampled as the objective asks (`presample: never`): the
+    very params (and values) Optuna gives in one process, for random and for TPE as
+    hq-sweep configures it (multivariate, constant liar)."""
     objective = _objective(tmp_path, CONDITIONAL, "cond")
     body = {"method": method, "seed": 11, "run_cap": 30}
     if method == "bayes":
         body["metric"] = {"name": "value", "goal": "minimize"}
-    _run(tmp_path, redis_url, "cond", body)
+    _run(tmp_path, redis_url, "cond", body, presample="never")
     rows = finished_rows(redis_url, "cond")
     sampler = (optuna.samplers.RandomSampler(seed=11) if method == "random" else
                optuna.samplers.TPESampler(seed=11, multivariate=True, constant_liar=True))
@@ -252,3 +253,49 @@ def test_a_restarted_controller_restores_define_by_run_trials_with_their_distrib
                            distribution_to_json(asked[1][1]))
     depth = shown(first.strategy.study)[last.task.number][0]["depth"]
     assert restored.suggest(again).answer.value == depth
+
+
+@pytest.mark.timeout(120)
+def test_sampled_ahead_a_conditional_space_records_only_what_each_trial_asked(
+        redis_url: str, tmp_path: Path) -> None:
+    """`presample: always`, two workers: names every finished trial asked (model) come with
+    the task; those some trials ask (c; depth and x) are asked; a trial's record and the
+    study hold exactly the names its objective asked."""
+    _objective(tmp_path, CONDITIONAL, "ahead")
+    _run(tmp_path, redis_url, "ahead", {"method": "bayes", "seed": 4, "run_cap": 40,
+                                        "metric": {"name": "value", "goal": "minimize"}},
+         workers=2, presample="always")
+    rows = finished_rows(redis_url, "ahead")
+    assert len(rows) == 40 and all(r["state"] == "complete" for r in rows), rows
+    for row in rows:
+        expected = {"model", "c"} if row["params"]["model"] == "svm" else {"model", "depth", "x"}
+        assert set(row["params"]) == expected, row
+    records = SweepQueue(connect(redis_url), "ahead").trials.load_records(40)
+    assert all(set(r.distributions or {}) == set(r.params or {}) for r in records)
+
+
+SPHERE = """
+def objective(trial):
+    return sum((trial.suggest_float(f"x{i}", -5.0, 5.0) - 1.0 - 0.5 * i) ** 2 for i in range(4))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_tpe_sampled_ahead_learns_from_results_as_it_goes(redis_url: str, tmp_path: Path) -> None:
+    """No-op trials, two workers, sampled ahead: TPE is asked at most two trials per worker
+    ahead of the results (asked further it samples blind: all 60 asked after 4 results is
+    random search), and it beats random search with the same budget."""
+    objective = _objective(tmp_path, SPHERE, "sphere")
+    _run(tmp_path, redis_url, "sphere", {"method": "bayes", "seed": 3, "run_cap": 60,
+                                         "metric": {"name": "value", "goal": "minimize"}},
+         workers=2)
+    records = SweepQueue(connect(redis_url), "sphere").trials.load_records(60)
+    assert all(r.state is TrialState.COMPLETE for r in records)
+    ends = sorted(r.ended_at or math.inf for r in records)
+    for record in records:
+        known = sum(end < (record.queued_at or 0.0) for end in ends)
+        assert known >= record.number - 2 * 2, (record.number, known)
+    random_search = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    random_search.optimize(objective, n_trials=60)
+    best = min(v for r in records for v in r.values or [])
+    assert best < random_search.best_value, (best, random_search.best_value)

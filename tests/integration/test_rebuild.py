@@ -81,6 +81,7 @@ class Listed:
     """A strategy that runs a fixed list of x values, in order: all the loop needs."""
 
     wants_reports = False
+    ask_ahead: int | None = None
 
     def __init__(self, xs: list[float]) -> None:
         self.xs = xs

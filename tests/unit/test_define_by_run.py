@@ -37,10 +37,10 @@ class Sampled:
 
 
 def _trial(sampler: Sampled, flat: dict[str, Any] | None = None,
-           distributions: dict[str, BaseDistribution] | None = None) -> Trial:
+           ahead: dict[str, tuple[Any, BaseDistribution]] | None = None) -> Trial:
     flat = flat or {}
     return Trial(7, 1, flat, dict(flat), lambda step, value: None, sampler=sampler,
-                 distributions=distributions)
+                 ahead=ahead)
 
 
 def test_a_new_name_is_asked_once_then_remembered_with_its_distribution() -> None:
@@ -77,11 +77,24 @@ def test_the_studys_refusal_and_a_stale_attempt_reach_the_objective() -> None:
 
 def test_a_requeued_attempt_gets_the_params_sampled_before_without_asking() -> None:
     sampler = Sampled({})
-    trial = _trial(sampler, {"x": 0.75, "k": 4.0},
-                   {"x": FloatDistribution(0.0, 1.0), "k": IntDistribution(1, 8)})
+    trial = _trial(sampler, ahead={"x": (0.75, FloatDistribution(0.0, 1.0)),
+                                   "k": (4.0, IntDistribution(1, 8))})
+    assert trial.params == {} and trial.distributions == {}  # shown once asked, as in Optuna
     assert trial.suggest_float("x", 0.0, 1.0) == 0.75
     assert trial.suggest_int("k", 1, 8) == 4 and type(trial.suggest_int("k", 1, 8)) is int
     assert sampler.asked == []
+    assert trial.params == {"x": 0.75, "k": 4} and set(trial.distributions) == {"x", "k"}
+
+
+def test_a_name_sampled_ahead_from_another_distribution_is_asked_again() -> None:
+    """`suggest_float("y", x, 1.0)`: bounds that move with another parameter. The value
+    sampled ahead came from the bounds earlier trials used: the controller samples anew."""
+    sampler = Sampled({"y": 0.9})
+    trial = _trial(sampler, ahead={"y": (0.2, FloatDistribution(0.0, 1.0))})
+    assert trial.suggest_float("y", 0.5, 1.0) == 0.9
+    assert sampler.asked == [("y", FloatDistribution(0.5, 1.0))]
+    assert trial.suggest_float("y", 0.5, 1.0) == 0.9  # then remembered, no second ask
+    assert len(sampler.asked) == 1
 
 
 def test_declared_parameters_keep_their_assigned_values_and_bad_bounds_raise_here() -> None:

@@ -23,6 +23,10 @@ ALLOWED = {
     "launchers": {"errors", "env", "exitcodes"},
     "results": SHARED | {"spec"},
     "cli": None,  # the top: it may import every folder
+    # The Python API (`hq_sweep.optimize`) runs what `hq-sweep run` runs, so it may import what
+    # the CLI does, and `cli.local_run` itself (rather than a copy of it).
+    "api": SHARED | {"spec", "controller", "server", "launchers", "results", "cli"},
+    "": {"api"},  # hq_sweep/__init__.py: `hq_sweep.optimize`, imported on first use
     "__main__": {"cli"},
     # The shared modules at the top import nothing of hq_sweep's but each other's basics.
     "messages": set(),
@@ -52,8 +56,10 @@ def _imports(path: Path) -> Iterator[str]:
 
 
 def _graph() -> dict[str, set[str]]:
+    """Who imports whom. `from hq_sweep import exitcodes` counts as importing the submodule
+    alone: the top package itself holds only its version and a lazy `optimize`."""
     modules = _modules()
-    return {name: {m for m in _imports(path) if m in modules and m != name}
+    return {name: {m for m in _imports(path) if m in modules and m not in (name, "hq_sweep")}
             for name, path in modules.items()}
 
 

@@ -481,6 +481,8 @@ def test_worker_forms(given: Any, module: str, setup: str, objective: str) -> No
         ({"worker": {"module": "m", "setup": "not valid"}},
          "worker.setup: must be a Python function name (got 'not valid')"),
         ({"worker": {"objective": "f"}}, "worker.module: required"),
+        ({"worker": {"module": "m", "presample": "sometimes"}},
+         "worker.presample: must be one of auto, always, never (got 'sometimes')"),
         ({"retries": -1}, "retries: must be at least 0 (got -1)"),
         ({"trial_timeout": 0}, "trial_timeout: must be greater than 0 (got 0)"),
         ({"parallelism": 0}, "parallelism: must be at least 1 (got 0)"),
@@ -640,7 +642,8 @@ def test_to_json_dict_round_trips_and_is_json() -> None:
     assert again == spec and again.to_json_dict() == data
     assert data["parameters"]["nest"] == {
         "parameters": {"r": {"distribution": "categorical", "values": [0.1, 0.2]}}}
-    assert data["worker"] == {"module": "pkg.mod", "setup": "setup", "objective": "run"}
+    assert data["worker"] == {"module": "pkg.mod", "setup": "setup", "objective": "run",
+                              "presample": "auto"}
     assert data["metric"]["goal"] == "minimize" and data["early_terminate"]["eta"] == 3
 
 

@@ -64,6 +64,9 @@ class Strategy(Protocol):
     ignored, so each trial is told exactly once."""
 
     wants_reports: bool  # whether `decide` has anything to say (a pruner)
+    # At most this many trials asked and not yet told per live worker (None: as many as
+    # batching wants). A search that learns from each result samples blind far ahead of them.
+    ask_ahead: int | None
 
     @property
     def pending(self) -> Collection[int]:

@@ -9,13 +9,24 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import optuna
-from optuna.distributions import json_to_distribution
+from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.trial import TrialState as OptunaState
 
-from hq_sweep.controller.define_by_run import record_params, sample
+from hq_sweep.controller.define_by_run import (
+    Presampler,
+    forget,
+    record_params,
+    resample,
+    sample,
+)
 from hq_sweep.controller.fast_tell import tell
 from hq_sweep.controller.rebuild import rebuild_study
-from hq_sweep.controller.samplers_pruners import build_pruner, build_sampler, study_directions
+from hq_sweep.controller.samplers_pruners import (
+    build_pruner,
+    build_sampler,
+    learns_from_results,
+    study_directions,
+)
 from hq_sweep.controller.space import SearchSpace, build_space
 from hq_sweep.controller.strategy._base import Best, Decisions, History, Stop, Suggested
 from hq_sweep.messages import (
@@ -31,23 +42,32 @@ from hq_sweep.messages import (
 from hq_sweep.spec.sweep import SweepSpec
 
 log = logging.getLogger("hq_sweep.controller.loop")
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+_RAN = frozenset({TrialState.COMPLETE, TrialState.PRUNED})  # what a trial costs, in time
 
 
 class OptunaAskTell:
     """One Optuna study, asked ahead and told each outcome once (a `Strategy`)."""
 
-    def __init__(self, spec: SweepSpec, study_name: str, seed: int | None = None) -> None:
+    def __init__(self, spec: SweepSpec, study_name: str, seed: int | None = None, *,
+                 sampler: optuna.samplers.BaseSampler | None = None,
+                 pruner: optuna.pruners.BasePruner | None = None) -> None:
+        """The sampler and pruner the spec names, unless given as objects (the Python API
+        takes a user's own: the controller then runs in the user's process)."""
         self.space: SearchSpace = build_space(spec)
         self.study = optuna.create_study(
             # Named after the sweep: Hyperband's brackets hash the study name, so a restarted
             # controller must rebuild the same one.
             study_name=study_name,
             directions=study_directions(spec),
-            sampler=build_sampler(spec, self.space, spec.seed if seed is None else seed),
-            pruner=build_pruner(spec),
+            sampler=sampler or build_sampler(spec, self.space, spec.seed if seed is None else seed),
+            pruner=pruner or build_pruner(spec),
         )
         self.wants_reports = not isinstance(self.study.pruner, optuna.pruners.NopPruner)
+        # Ahead of the running trials, one more per worker hides the claim's latency; more
+        # would leave a learning sampler blind (Optuna's own distributed mode: one each).
+        self.ask_ahead = 2 if learns_from_results(self.study.sampler) else None
+        self.presampler = (Presampler(spec.worker.presample, self.space.distributions)
+                           if spec.worker is not None else None)  # define-by-run possible
         self.grid = self.space.grid() if spec.is_grid else None
         self.priors = spec.flat_priors()
         self.target = spec.metric.target if spec.metric is not None else None
@@ -94,10 +114,12 @@ class OptunaAskTell:
 
     def ask(self, numbers: range) -> list[TrialTask]:
         tasks: list[TrialTask] = []
+        ahead = self.presampler.space(self.study) if self.presampler is not None else {}
+        ahead_json = {name: distribution_to_json(d) for name, d in ahead.items()}  # once
         for number in numbers:
             if self._stop is not None:
                 break
-            task = self._ask(number)
+            task = self._ask(number, ahead, ahead_json)
             if task is None:
                 break
             tasks.append(task)
@@ -105,7 +127,10 @@ class OptunaAskTell:
                 self._stopping("grid exhausted")
         return tasks
 
-    def _ask(self, number: int) -> TrialTask | None:
+    def _ask(self, number: int, ahead: Mapping[str, BaseDistribution],
+             ahead_json: Mapping[str, str]) -> TrialTask | None:
+        """Trial `number`, its declared parameters sampled, and the define-by-run ones in
+        `ahead` too (as its objective's `suggest_*` would: they go with the task)."""
         fixed = self._fixed_params(number)
         if fixed is not None:
             self.study.enqueue_trial(self.space.to_latent(fixed), skip_if_exists=False)
@@ -116,16 +141,32 @@ class OptunaAskTell:
             self._stopping("exhausted")
             return None
         self.pending_trials[number] = trial
-        return TrialTask(number, self.space.to_params(trial.params))
+        if self.presampler is None:
+            return TrialTask(number, self.space.to_params(trial.params))
+        for name, distribution in ahead.items():
+            try:
+                sample(trial, name, distribution)
+            except ValueError as exc:  # the study refuses it now: the objective will ask
+                log.debug("trial %d: %s not sampled ahead (%s)", number, name, exc)
+        latent = trial.params
+        params = self.space.to_params(latent)
+        sampled = [name for name in ahead if name in latent]
+        params.update((name, latent[name]) for name in sampled)
+        return TrialTask(number, params, {name: ahead_json[name] for name in sampled})
 
     def suggest(self, request: SuggestRequest) -> Suggested:
-        """Sample a define-by-run parameter with the pending trial's own `suggest_*`."""
+        """Sample a define-by-run parameter with the pending trial's own `suggest_*` (again,
+        when it was sampled ahead from another distribution than the objective asks)."""
         trial = self.pending_trials.get(request.number)
         if trial is None:
             return Suggested(SuggestAnswer(request.name, stale=True))
         try:
             distribution = json_to_distribution(request.distribution)
-            value = sample(trial, request.name, distribution)
+            before = trial.distributions.get(request.name)
+            if before is not None and before != distribution:
+                value = resample(trial, request.name, distribution)
+            else:
+                value = sample(trial, request.name, distribution)
         except (ValueError, TypeError, KeyError) as exc:  # Optuna's own refusal, as the
             return Suggested(SuggestAnswer(request.name, error=str(exc)))  # objective sees it
         params, distributions = record_params(self.space, trial)
@@ -146,10 +187,14 @@ class OptunaAskTell:
             return False  # already told (e.g. before a restart): each trial is told once
         self.flagged.discard(outcome.number)
         self.steps_seen.pop(outcome.number, None)
+        if outcome.unused:  # sampled ahead, never asked by the objective
+            forget(trial, outcome.unused)
         if outcome.state is TrialState.CANCELLED:
             self._tell(trial, OptunaState.FAIL, None)  # withdrawn: in the study, not told
             return True
         self._told += 1
+        if self.presampler is not None and outcome.state in _RAN:
+            self.presampler.note(outcome.duration)
         if outcome.state is TrialState.COMPLETE and outcome.values:
             self._tell(trial, OptunaState.COMPLETE, outcome.values)
             self._note(outcome.number, outcome.values)

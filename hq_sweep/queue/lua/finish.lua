@@ -3,7 +3,8 @@
 -- KEYS[2]     hqs:s:{id}:results  LIST  outcome JSON pushed for the controller to tell Optuna
 -- KEYS[3]     hqs:s:{id}:leases   ZSET  trial number -> lease deadline (entry removed)
 -- KEYS[4]     hqs:s:{id}:reasons  HASH  failure kind -> count (for `hq-sweep status`)
--- KEYS[5..n]  hqs:s:{id}:t:{num}  HASH  trial records (every finishing field set; lease removed)
+-- KEYS[5..n]  hqs:s:{id}:t:{num}  HASH  trial records (every finishing field set, params and
+--                                       distributions too when given; lease removed)
 -- ARGV[1]  JSON, one entry per trial in KEYS order, every item a string except fields:
 --          [[number, attempt, fields, outcome JSON, failure kind], ...]
 --          fields: the record's finishing fields as one object of text values
