@@ -65,9 +65,13 @@ def summary_lines(spec: SweepSpec, space: SpaceView) -> list[str]:
              f"method: {spec.method}, sampler: {spec.sampler_name}", _objective_line(spec),
              f"parameters: {len(space.distributions)} searched, {len(space.constants)} constant"]
     lines += [f"  {a.name}: {_describe(a.spec)}" for a in space.axes]
+    if spec.worker is not None:
+        lines.append(f"  and any the objective's trial.suggest_* defines by running "
+                     f"(sampled ahead: {spec.worker.presample})")
     size = space.grid_size()
-    lines.append(f"grid: {size} combinations" if size is not None
-                 else "grid: not finite (continuous parameters)")
+    if spec.is_grid or spec.worker is None:
+        lines.append(f"grid: {size} combinations" if size is not None
+                     else "grid: not finite (continuous parameters)")
     if spec.run_cap is not None:
         lines.append(f"run_cap: {spec.run_cap}")
     if spec.early_terminate is not None:

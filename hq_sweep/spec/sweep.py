@@ -187,10 +187,18 @@ class SweepSpec(BaseModel):
     @classmethod
     def _define_by_run(cls, data: Any) -> Any:
         """A sweep with a Python `worker:` may leave `parameters:` out (or empty): its
-        objective's `trial.suggest_*` define the space by running, as in Optuna."""
-        if (isinstance(data, Mapping) and data.get("worker") is not None
-                and data.get("parameters", {}) == {}):
-            return {**data, "parameters": _DEFINE_BY_RUN}
+        objective's `trial.suggest_*` define the space by running, as in Optuna. Without
+        `method:` it is Optuna's default, TPE (`bayes`); without `metric:`/`metrics:` it
+        minimizes the returned value, as `optuna.create_study()` does."""
+        if not isinstance(data, Mapping) or data.get("worker") is None:
+            return data
+        data = dict(data)
+        if data.get("parameters", {}) == {}:
+            data["parameters"] = _DEFINE_BY_RUN
+        if "method" not in data:
+            data["method"] = "bayes"
+            if "metric" not in data and "metrics" not in data:
+                data["metric"] = {"name": "value", "goal": "minimize"}
         return data
 
     @field_validator("parameters", mode="before")

@@ -755,3 +755,14 @@ def test_worker_path_not_found(tmp_path: Path, monkeypatch: Any) -> None:
     assert info.value.errors[0].startswith("worker.module: file missing.py not found")
     # the sweep file's folder is the working directory here: named once, not twice
     assert info.value.errors[0].endswith(f"(looked in {tmp_path.resolve()})")
+
+
+def test_a_python_worker_sweep_needs_only_its_module_as_optuna_needs_only_the_objective() -> None:
+    spec = parse_spec({"worker": "obj.py", "run_cap": 20})
+    assert spec.method == "bayes" and spec.sampler_name == "tpe"  # Optuna's default sampler
+    assert spec.metric is not None and (spec.metric.name, spec.metric.goal) == (
+        "value", "minimize")  # and direction
+    given = parse_spec({"worker": "obj.py", "metrics": [{"name": "a"}, {"name": "b"}]})
+    assert given.metric is None and [m.name for m in given.objectives()] == ["a", "b"]
+    with pytest.raises(SpecError, match="method: required"):
+        parse_spec({"program": "train.py", "parameters": {"x": {"values": [1, 2]}}})
