@@ -152,7 +152,8 @@ class Controller:
             self.cancel_queued()
         self._publish_best()
         # study.trials would copy every trial: O(n) a step. The strategy counts instead.
-        self.queue.meta.set_told(self.strategy.told)
+        mean = sum(self.durations) / len(self.durations) if self.durations else None
+        self.queue.meta.set_told(self.strategy.told, mean_trial_s=mean)
 
     def _done(self) -> bool:
         if self._user_stop == "deleted":
@@ -315,6 +316,8 @@ class Controller:
         if best is None or best == self._published:
             return
         params = self.queue.trials.params(best.number)
+        if self._published is None or best.value != self._published.value:
+            self.queue.meta.add_best_point(best.number, best.value)
         self.queue.meta.set_best({"number": best.number, "value": best.value,
                                   "params": nest(self._paths, params)})
         self._published = best

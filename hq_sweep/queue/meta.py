@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from hq_sweep.messages import dumps
 from hq_sweep.queue.client import Client, text
 from hq_sweep.queue.keys import SweepKeys
+
+BEST_POINTS = 500
 
 
 class SweepMeta:
@@ -46,15 +49,39 @@ class SweepMeta:
         """A worker started: whatever stalled the sweep is fixed."""
         self.connection.hdel(self.key, "stalled")
 
-    def set_told(self, told: int, study_trials: int | None = None) -> None:
-        """How many outcomes the controller's study holds (and, at the end, how many trials)."""
-        if study_trials is None:
-            self.connection.hset(self.key, "told", told)
-        else:
-            self.connection.hset(self.key, mapping={"told": told, "study_trials": study_trials})
+    def set_told(self, told: int, study_trials: int | None = None,
+                 mean_trial_s: float | None = None) -> None:
+        """How many outcomes the controller's study holds (at the end, how many trials), and
+        the mean run time of recent trials (for the monitor)."""
+        fields: dict[str, str | int] = {"told": told}
+        if study_trials is not None:
+            fields["study_trials"] = study_trials
+        if mean_trial_s is not None:
+            fields["mean_trial_s"] = f"{mean_trial_s:.6g}"
+        self.connection.hset(self.key, mapping=fields)  # type: ignore[arg-type]
 
     def set_best(self, best: dict[str, Any] | list[dict[str, Any]]) -> None:
         self.connection.hset(self.key, "best", dumps(best))
+
+    def add_best_point(self, number: int, value: float) -> None:
+        """A new best: the monitor draws best-so-far from these (improvements are few: the
+        list stays short; the newest BEST_POINTS are kept)."""
+        key = self.keys.part("best_history")
+        pipe = self.connection.pipeline(transaction=False)
+        pipe.rpush(key, dumps([number, value]))
+        pipe.ltrim(key, -BEST_POINTS, -1)
+        pipe.execute()
+
+    def best_points(self) -> list[tuple[int, float]]:
+        """(trial number, value) of each new best, oldest first."""
+        points = []
+        for raw in self.connection.lrange(self.keys.part("best_history"), 0, -1):
+            try:
+                number, value = json.loads(raw)
+                points.append((int(number), float(value)))
+            except (ValueError, TypeError):
+                continue
+        return points
 
     def counts(self) -> dict[str, int]:
         raw = self.connection.hgetall(self.keys.part("counts"))

@@ -9,6 +9,8 @@ from hq_sweep.messages import MessageError, dumps, loads_object
 from hq_sweep.queue.client import Client, text
 from hq_sweep.queue.keys import SweepKeys
 
+DEPARTED_KEPT_S = 120.0  # how long a worker that left stays listed, with why
+
 
 class WorkerRoster:
     """Heartbeats: who serves the sweep, and when each was last seen."""
@@ -22,6 +24,19 @@ class WorkerRoster:
 
     def forget(self, worker: str) -> None:
         self.connection.hdel(self.key, worker)
+
+    def depart(self, worker: str, info: dict[str, Any], reason: str,
+               keep_s: float = DEPARTED_KEPT_S) -> None:
+        """The worker leaves, saying why (the monitor shows it a while); those that left
+        longer than `keep_s` ago are dropped, so recycled workers do not pile up."""
+        now = time.time()
+        gone = [name for name, beat in self.all().items()
+                if beat.get("left") and now - _seen(beat) > keep_s]
+        pipe = self.connection.pipeline(transaction=False)
+        if gone:
+            pipe.hdel(self.key, *gone)
+        pipe.hset(self.key, worker, dumps({**info, "trial": None, "left": reason, "seen": now}))
+        pipe.execute()
 
     def all(self) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -37,6 +52,14 @@ class WorkerRoster:
 
 
 def live_beats(beats: dict[str, dict[str, Any]], within_s: float) -> dict[str, dict[str, Any]]:
-    """The heartbeats seen within the last `within_s` seconds."""
+    """The heartbeats seen within the last `within_s` seconds, of workers still there."""
     cutoff = time.time() - within_s
-    return {name: info for name, info in beats.items() if float(info.get("seen", 0)) >= cutoff}
+    return {name: info for name, info in beats.items()
+            if _seen(info) >= cutoff and not info.get("left")}
+
+
+def _seen(beat: dict[str, Any]) -> float:
+    try:
+        return float(beat.get("seen", 0))
+    except (TypeError, ValueError):
+        return 0.0

@@ -19,14 +19,17 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from hq_sweep.messages import FINISHED_STATES
+from hq_sweep.messages import FINISHED_STATES, TrialRecord
 from hq_sweep.queue.lock_token import describe_holder, missing_controller
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.workers import live_beats
+from hq_sweep.results.history import best_line, recent_table
 from hq_sweep.results.summary import failure_text, sweep_state, top_failures
-from hq_sweep.results.workers_view import WorkerRow, worker_rows, workers_table
+from hq_sweep.results.workers_view import WorkerRow, allocation_ends, worker_rows, workers_table
 
 FINISHED = tuple(s.value for s in FINISHED_STATES)
+RECENT_SHOWN = 6  # latest trials in a wide terminal
+WIDE = 120  # columns from which the latest trials are shown too
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,11 @@ class Snapshot:
     failures: tuple[dict[str, Any], ...] = ()  # the commonest failure kinds (top_failures)
     executing: int | None = None  # trials workers are running now (None: not announced)
     worker_rows: tuple[WorkerRow, ...] = ()  # the workers heard from lately (workers_view)
+    method: str = ""  # "bayes (tpe)"
+    mean_trial_s: float | None = None  # recent trials' mean run time (the controller's)
+    best_points: tuple[tuple[int, float], ...] = ()  # (trial, value) of each new best
+    recent: tuple[TrialRecord, ...] = ()  # the latest finished trials, newest first
+    next_number: int = 0  # trials asked so far
 
     @property
     def finished(self) -> int:
@@ -112,7 +120,40 @@ def take_snapshot(
         failures=tuple(failures),
         executing=_executing(beats),
         worker_rows=tuple(worker_rows(heard)),
+        method=_method(spec),
+        mean_trial_s=_float(meta.get("mean_trial_s")),
+        best_points=tuple(queue.meta.best_points()),
+        recent=tuple(_recent(queue, _int(meta.get("next")))),
+        next_number=_int(meta.get("next")),
     )
+
+
+def _method(spec: dict[str, Any]) -> str:
+    sampler = spec.get("sampler") or {}
+    name = sampler.get("name") if isinstance(sampler, dict) else None
+    method = str(spec.get("method", ""))
+    return f"{method} ({name})" if name else method
+
+
+def _float(raw: str | None) -> float | None:
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _int(raw: str | None) -> int:
+    try:
+        return int(raw or 0)
+    except ValueError:
+        return 0
+
+
+def _recent(queue: SweepQueue, upto: int, shown: int = RECENT_SHOWN) -> list[TrialRecord]:
+    """The latest finished trials among the last few asked (a pipelined read, not a scan)."""
+    records = queue.trials.records_for(range(max(0, upto - 4 * shown), upto))
+    done = [r for r in records if r.state is not None and r.state.finished]
+    return sorted(done, key=lambda r: r.ended_at or 0.0, reverse=True)[:shown]
 
 
 def _sweep_age(meta: dict[str, str], fallback: float) -> float:
@@ -145,42 +186,25 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def render(snap: Snapshot) -> RenderableType:
-    """The monitor's screen for one snapshot; pure, so it is tested without a terminal."""
-    done = snap.finished
-    header = Text.assemble(
-        ("sweep ", "dim"),
-        (snap.sweep, "bold cyan"),
-        "  ",
-        (snap.state, "green" if snap.state == "running" else "yellow"),
-    )
-    bar = ProgressBar(total=float(snap.total or max(done, 1)), completed=float(done), width=40)
-    total = f"{done}/{snap.total}" if snap.total else f"{done}"
-    line = Text(
-        f" {total} trials  {snap.rate:,.1f}/s  {snap.workers} workers  {snap.elapsed:,.0f} s"
-    )
-    table = Table.grid(padding=(0, 2))
-    shown = {**snap.counts, "running": snap.running}
-    cells = [Text(f"{state} {shown.get(state, 0)}", style)
-             for state, style in (("queued", "dim"), ("running", "blue"), ("complete", "green"),
-                                  ("pruned", "yellow"), ("failed", "red"))]
-    if snap.claimed_ahead:  # taken by a worker with its batch, not started yet
-        cells.insert(2, Text(f"claimed {snap.claimed_ahead}", "dim"))
-    table.add_row(*cells)
-    parts: list[RenderableType] = [header, Group(bar, line), table]
+def render(snap: Snapshot, width: int = 80) -> RenderableType:
+    """The monitor's screen for one snapshot, `width` columns wide; pure, so it is tested
+    without a terminal."""
+    parts: list[RenderableType] = [_header(snap), _progress(snap, width), _counts(snap)]
     if snap.best:
-        parts.append(
-            Text.assemble(
-                (f"best {snap.metric} ({snap.goal}) ", "dim"),
-                (f"{snap.best['value']:.6g}", "bold"),
-                f"  trial {snap.best['number']}  ",
-                (_format_params(snap.best["params"]), "dim"),
-            )
-        )
+        parts.append(Text.assemble(
+            (f"best {snap.metric} ", "dim"), (f"{snap.best['value']:.6g}", "bold"),
+            f"  trial {snap.best['number']}  ", (_format_params(snap.best["params"]), "dim"),
+            overflow="ellipsis", no_wrap=True))
+    if (sparkline := best_line(snap.best_points, snap.next_number, min(40, width - 50))):
+        parts.append(sparkline)
     parts.extend(Text(f"  {failure_text(f)}", "red", overflow="ellipsis", no_wrap=True)
                  for f in snap.failures)
     if snap.worker_rows and snap.state in ("running", "stopping"):
         parts.append(workers_table(list(snap.worker_rows)))
+    if (ends := allocation_ends(list(snap.worker_rows))) is not None:
+        parts.append(Text(f"allocation ends in {duration(ends - time.time())}", "dim"))
+    if snap.recent and width >= WIDE:
+        parts.append(recent_table(snap.recent, snap.metric))
     if snap.stalled:
         parts.append(Text(f"stalled: workers cannot start: {snap.stalled}", "bold red"))
         parts.append(Text(stall_fix(snap.sweep), "yellow"))
@@ -189,6 +213,54 @@ def render(snap: Snapshot) -> RenderableType:
     elif warning := missing_controller(snap.sweep, snap.controller, snap.state):
         parts.append(Text(warning, "yellow"))
     return Group(*parts)
+
+
+def _header(snap: Snapshot) -> Text:
+    """`sweep digits  running  bayes (tpe)  accuracy: maximize`."""
+    return Text.assemble(
+        ("sweep ", "dim"), (snap.sweep, "bold cyan"), "  ",
+        (snap.state, "green" if snap.state == "running" else "yellow"),
+        (f"  {snap.method}" if snap.method else "", "dim"),
+        (f"  {snap.metric}: {snap.goal}", "dim"), overflow="ellipsis", no_wrap=True)
+
+
+def _progress(snap: Snapshot, width: int) -> Group:
+    """The bar, then how far, how fast (recent trials/min, mean trial), for how long, ETA."""
+    done = snap.finished
+    bar = ProgressBar(total=float(snap.total or max(done, 1)), completed=float(done),
+                      width=max(10, min(40, width - 70)))
+    parts = [f"{done}/{snap.total} trials" if snap.total else f"{done} trials",
+             f"{snap.rate * 60:,.0f}/min"]
+    if snap.mean_trial_s is not None:
+        parts.append(f"{snap.mean_trial_s:.3g} s/trial")
+    parts += [f"{snap.workers} workers", duration(snap.elapsed)]
+    if snap.total and snap.rate > 0 and snap.state == "running":
+        parts.append(f"ETA {duration((snap.total - done) / snap.rate)}")
+    return Group(bar, Text(" " + "  ".join(parts), overflow="ellipsis", no_wrap=True))
+
+
+def _counts(snap: Snapshot) -> Table:
+    table = Table.grid(padding=(0, 2))
+    shown = {**snap.counts, "running": snap.running}
+    cells = [Text(f"{state} {shown.get(state, 0)}", style)
+             for state, style in (("queued", "dim"), ("running", "blue"), ("complete", "green"),
+                                  ("pruned", "yellow"), ("failed", "red"))]
+    if snap.claimed_ahead:  # taken by a worker with its batch, not started yet
+        cells.insert(2, Text(f"claimed {snap.claimed_ahead}", "dim"))
+    if snap.counts.get("requeued"):
+        cells.append(Text(f"requeued {snap.counts['requeued']}", "magenta"))
+    table.add_row(*cells)
+    return table
+
+
+def duration(seconds: float) -> str:
+    """`42 s`, `7 min 05 s`, `3 h 02 min`."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def stall_fix(sweep: str) -> str:
@@ -207,15 +279,15 @@ def watch(
     """Show the live view until `until(snapshot)` is true; returns the last snapshot."""
     meter, started = RateMeter(), time.monotonic()
     snap = take_snapshot(queue, meter, total, started)
-    with Live(
-        render(snap), console=console or Console(stderr=True), refresh_per_second=4, transient=False
-    ) as live:
+    console = console or Console(stderr=True)
+    with Live(render(snap, console.width), console=console, refresh_per_second=4,
+              transient=False) as live:
         while not until(snap):
             time.sleep(refresh_s)
             snap = take_snapshot(queue, meter, total, started)
-            live.update(render(snap))
+            live.update(render(snap, console.width))
         snap = take_snapshot(queue, meter, total, started)
-        live.update(render(snap))
+        live.update(render(snap, console.width))
     if not live.console.is_terminal:
         live.console.line()  # Live leaves its last frame unterminated outside a terminal
     return snap

@@ -11,20 +11,10 @@ from collections.abc import Callable
 
 from hq_sweep.queue.lock_token import missing_controller
 from hq_sweep.queue.sweep import SweepQueue
-from hq_sweep.results.monitor import RateMeter, Snapshot, take_snapshot
+from hq_sweep.results.monitor import RateMeter, Snapshot, duration, take_snapshot
 from hq_sweep.results.summary import failure_text, finished_count
 
 DEFAULT_EVERY_S = 30.0
-
-
-def duration(seconds: float) -> str:
-    """`42 s`, `7 min 05 s`, `3 h 02 min`."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def progress_line(snap: Snapshot) -> str:

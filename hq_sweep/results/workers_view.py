@@ -1,7 +1,8 @@
 """The monitor's workers table: who serves the sweep, what each runs now, who has gone quiet.
 
 Built from the heartbeats (`queue.workers`): a worker beats every lease/4 seconds, so one not
-heard from for a while is stuck or gone, and its trials come back when their leases expire.
+heard from for a while is stuck or gone (killed: it could not say), and its trials come back
+when their leases expire. A worker that leaves says why, and is listed so for a while.
 """
 
 from __future__ import annotations
@@ -26,10 +27,20 @@ class WorkerRow:
     trial_age: float | None  # seconds it has been running
     done: int | None  # trials it has run
     quiet_s: float  # seconds since its last heartbeat
+    left: str = ""  # why it left ("" while it serves)
+    ends: float | None = None  # its allocation's end (epoch seconds), inside a Slurm job
 
     @property
     def stale(self) -> bool:
-        return self.quiet_s > STALE_S
+        return not self.left and self.quiet_s > STALE_S
+
+    @property
+    def state(self) -> str:
+        if self.left:
+            return f"left: {self.left}"
+        if self.stale:
+            return "STALE"
+        return "running" if self.trial is not None else "idle"
 
 
 def worker_rows(beats: dict[str, dict[str, Any]], now: float | None = None) -> list[WorkerRow]:
@@ -49,8 +60,16 @@ def worker_rows(beats: dict[str, dict[str, Any]], now: float | None = None) -> l
             trial=_int(trial.get("number")) if trial else None,
             trial_age=now - float(trial["since"]) if trial and _number(trial.get("since"))
             else None,
-            done=_int(info.get("done")), quiet_s=max(0.0, quiet)))
+            done=_int(info.get("done")), quiet_s=max(0.0, quiet),
+            left=str(info.get("left") or ""),
+            ends=float(info["ends"]) if _number(info.get("ends")) else None))
     return rows
+
+
+def allocation_ends(rows: list[WorkerRow]) -> float | None:
+    """The soonest end of the allocations serving workers run in (None: none known)."""
+    ends = [row.ends for row in rows if row.ends is not None and not row.left]
+    return min(ends) if ends else None
 
 
 def _int(value: Any) -> int | None:
@@ -62,22 +81,24 @@ def _number(value: Any) -> bool:
 
 
 def workers_table(rows: list[WorkerRow], limit: int = 12) -> Table:
-    """Name, node, GPU, current trial and its age, trials done, seconds since heard from;
-    stale workers in yellow. At most `limit` rows (the rest counted)."""
+    """Name, node, GPU, state, current trial and its age, trials done, seconds since heard
+    from; stale workers in yellow, those that left dim. At most `limit` rows (serving ones
+    first; the rest counted)."""
     table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False, header_style="dim")
-    for column in ("worker", "node", "gpu", "trial", "for", "done", "heard"):
+    for column in ("worker", "node", "gpu", "state", "trial", "for", "done", "heard"):
         table.add_column(column, no_wrap=True, overflow="ellipsis",
                          justify="right" if column in ("trial", "for", "done", "heard")
-                         else "left")
-    for row in rows[:limit]:
+                         else "left", max_width=40 if column == "state" else None)
+    ordered = sorted(rows, key=lambda row: bool(row.left))
+    for row in ordered[:limit]:
+        style = "yellow" if row.stale else ("dim" if row.left else "")
         table.add_row(
-            row.name, row.node, row.gpu or "-",
+            row.name, row.node, row.gpu or "-", Text(row.state, style or "green"),
             "-" if row.trial is None else str(row.trial),
             "-" if row.trial_age is None else f"{row.trial_age:.0f} s",
             "-" if row.done is None else str(row.done),
-            Text(f"{row.quiet_s:.0f} s ago" + (" STALE" if row.stale else ""),
-                 "yellow" if row.stale else "dim"),
+            Text(f"{row.quiet_s:.0f} s ago", style or "dim"), style=style or None,
         )
     if len(rows) > limit:
-        table.add_row(f"... {len(rows) - limit} more", "", "", "", "", "", "")
+        table.add_row(f"... {len(rows) - limit} more", *[""] * 7)
     return table

@@ -56,7 +56,11 @@ class Heartbeat(threading.Thread):
         since = time.time() - (time.monotonic() - executor.started)
         trial = None if current is None else {"number": current.task.number,
                                               "since": round(since, 3)}
-        return {"trial": trial, "done": self.runner.trials_run}
+        doing: dict[str, Any] = {"trial": trial, "done": self.runner.trials_run}
+        end = self.runner.walltime.end()  # a Slurm job's end (cached; None outside one)
+        if end is not None:
+            doing["ends"] = round(end, 1)
+        return doing
 
     def _replace_hung_worker(self) -> None:
         runner = self.runner

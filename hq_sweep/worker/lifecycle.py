@@ -188,14 +188,16 @@ def run_worker(
     info = {"node": job.node, "gpu": job.gpu, "rank": job.rank, "pid": os.getpid()}
     heartbeat = Heartbeat(runner, info)
     heartbeat.start()
+    code_out = exitcodes.ERROR  # unless the loop returns
     try:
         WarmWorker(queue.rq_queue, runner, name).work(logging_level="WARNING")
+        code_out = runner.exit_code()
     finally:
         heartbeat.stop()
         runner.flush()
-        with contextlib.suppress(TransportError):
-            queue.workers.forget(name)
-    code_out = runner.exit_code()
+        with contextlib.suppress(TransportError):  # the monitor shows it left, and why
+            queue.workers.depart(name, {**info, "done": runner.trials_run},
+                                 exitcodes.describe(code_out))
     log.info("%s: %d trials run; leaving: %s", name, runner.trials_run,
              exitcodes.describe(code_out))
     waits = executor.reports.waits

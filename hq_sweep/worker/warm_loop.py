@@ -148,7 +148,8 @@ class TrialRunner:
         with self.lock:
             claims = list(self.held.values())
         self.give_back(claims)
-        self.queue.workers.forget(self.name)
+        self.queue.workers.depart(self.name, {"done": self.trials_run},
+                                  exitcodes.describe(code))
         os._exit(code)
 
     def stop(self, code: int) -> None:

@@ -9,7 +9,7 @@ from hq_sweep.results.monitor import Snapshot, render
 
 def _text(snap: Snapshot) -> str:
     console = Console(width=120, record=True, color_system=None)
-    console.print(render(snap))
+    console.print(render(snap, 120))
     return console.export_text()
 
 
@@ -22,10 +22,11 @@ def test_render_shows_progress_counts_rate_and_best() -> None:
         controller="n1 pid 42",
     )
     text = _text(snap)
-    assert "sweep digits  running" in text
-    assert "50/200 trials" in text and "12.5/s" in text and "2 workers" in text
+    assert "sweep digits  running" in text and "val_accuracy: maximize" in text
+    assert "50/200 trials" in text and "750/min" in text and "2 workers" in text
+    assert "ETA 12 s" in text  # 150 trials left at 12.5/s
     assert "complete 40" in text and "pruned 9" in text and "failed 1" in text
-    assert "best val_accuracy (maximize) 0.9812  trial 17" in text
+    assert "best val_accuracy 0.9812  trial 17" in text
     assert "lr=0.0031, m=mlp" in text
     assert "no controller" not in text
 
@@ -79,5 +80,45 @@ def test_render_shows_each_worker_its_trial_and_the_stale_ones() -> None:
                     workers=1, rate=0.0, elapsed=5.0, controller="c pid 1", worker_rows=rows)
     text = _text(snap)
     line = next(line for line in text.splitlines() if line.startswith("n1-0"))
-    assert line.split() == ["n1-0", "n1", "0", "41", "12", "s", "40", "1", "s", "ago"]
-    assert "30 s ago STALE" in text
+    assert line.split() == ["n1-0", "n1", "0", "running", "41", "12", "s", "40", "1", "s", "ago"]
+    stale = next(line for line in text.splitlines() if line.startswith("n2-0"))
+    assert "STALE" in stale and "30 s ago" in stale
+
+
+def test_a_worker_that_left_says_why_and_allocations_say_when_they_end() -> None:
+    import time
+
+    from hq_sweep.results.workers_view import worker_rows
+
+    now = time.time()
+    beats = {"n1-0": {"node": "n1", "seen": now - 1, "trial": None, "done": 3,
+                      "ends": now + 3725},
+             "n2-0": {"node": "n2", "seen": now - 40, "trial": None, "done": 9,
+                      "left": "drained after SIGUSR1 (walltime warning)", "ends": now + 5}}
+    snap = Snapshot(sweep="s", state="running", counts={}, total=None, best=None, workers=1,
+                    rate=0.0, elapsed=5.0, controller="c pid 1",
+                    worker_rows=tuple(worker_rows(beats, now=now)))
+    text = _text(snap)
+    gone = next(line for line in text.splitlines() if line.startswith("n2-0"))
+    assert "left: drained after SIGUSR1" in gone and "STALE" not in gone
+    assert "allocation ends in 1 h 02 min" in text  # the serving worker's, not the departed's
+
+
+def test_best_so_far_is_drawn_and_a_wide_terminal_lists_the_latest_trials() -> None:
+    from hq_sweep.messages import TrialRecord, TrialState
+
+    points = ((0, 9.0), (3, 4.0), (10, 1.0), (40, 0.5))
+    recent = (TrialRecord(41, TrialState.COMPLETE, values=[0.7], duration=0.25, worker="w1",
+                          params={"lr": 0.01}),)
+    snap = Snapshot(sweep="s", state="running", counts={"complete": 42}, total=None,
+                    best={"number": 40, "value": 0.5, "params": {}}, workers=1, rate=1.0,
+                    elapsed=5.0, controller="c pid 1", best_points=points, recent=recent,
+                    next_number=42)
+    text = _text(snap)
+    line = next(line for line in text.splitlines() if line.startswith("best so far"))
+    assert "9 -> 0.5 (4 improvements)" in line and "█" in line and "▁" in line
+    assert "latest trials" in text and "lr=0.01" in text
+    narrow = Console(width=80, record=True, color_system=None)
+    narrow.print(render(snap, 80))
+    shown = narrow.export_text()
+    assert "latest trials" not in shown and all(len(row) <= 80 for row in shown.splitlines())
