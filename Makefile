@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_pruning.py
 	$(BIN)/python scripts/bench_define_by_run.py
 	$(BIN)/python scripts/bench_define_by_run_quality.py
+	$(BIN)/python scripts/bench_results_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -31,6 +31,7 @@ from hq_sweep.queue.lock_token import missing_controller
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.monitor import Snapshot, stall_fix, watch
 from hq_sweep.results.optuna_study import redacted, study_of_sweep
+from hq_sweep.results.parquet import write_parquet
 from hq_sweep.results.progress import DEFAULT_EVERY_S, ProgressPrinter, follow, progress_line
 from hq_sweep.results.summary import (
     best,
@@ -166,7 +167,8 @@ StudyNameOption = Annotated[str | None, typer.Option(
 @friendly_errors
 def export(
     sweep: SweepOption = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")] = "csv",
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="csv, json or parquet (parquet: with -o; needs pyarrow).")] = "csv",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File (default stdout).")
     ] = None,
@@ -177,10 +179,12 @@ def export(
     study_name: StudyNameOption = None,
 ) -> None:
     """Write every trial (params, values, state, timings, metrics, intermediate values) as CSV
-    (always flat: params.a.b columns) or JSON (params nested as in the sweep file); with
+    or Parquet (flat: params.a.b columns) or JSON (params nested as in the sweep file); with
     --optuna-storage, the finished trials as an Optuna study in that storage."""
-    if fmt not in ("csv", "json"):
-        fail(f"--format: must be csv or json (got {fmt!r})", 2)
+    if fmt not in ("csv", "json", "parquet"):
+        fail(f"--format: must be csv, json or parquet (got {fmt!r})", 2)
+    if fmt == "parquet" and output is None:
+        fail("--format parquet: give the file with --output/-o (Parquet is binary)", 2)
     if optuna_storage is None and study_name is not None:
         fail("--study-name: goes with --optuna-storage", 2)
     if optuna_storage is not None and output is not None:
@@ -190,7 +194,11 @@ def export(
         if optuna_storage is not None:
             _export_study(queue, optuna_storage, study_name or queue.sweep_id)
             return
-        rows = trial_rows(queue, flat=flat or fmt == "csv")
+        rows = trial_rows(queue, flat=flat or fmt != "json")
+    if fmt == "parquet" and output is not None:
+        write_parquet(rows, output)
+        console.print(f"wrote {len(rows)} trials to {escape(str(output))}", highlight=False)
+        return
     text = to_csv(rows) if fmt == "csv" else json.dumps(rows, indent=1) + "\n"
     if output is None:
         typer.echo(text, nl=False)

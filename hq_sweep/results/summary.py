@@ -210,18 +210,24 @@ CSV_FIXED = ("number", "state", "attempt", "worker", "started_at", "ended_at", "
              "reason", "metrics", "intermediate_values")
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    """Flat CSV: one column per objective value and per parameter (`params.a.b`: give it rows
-    with flat params); metrics and intermediate values as JSON text (compact, keys sorted)."""
+def flat_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and flat rows, as CSV and Parquet have them: one column per objective value
+    and per parameter (`params.a.b`: give it rows with flat params); metrics and
+    intermediate values as JSON text (compact, keys sorted)."""
     params = sorted({k for row in rows for k in row["params"]})
     width = max((len(row["values"] or []) for row in rows), default=1)
     value_cols = ["value"] if width <= 1 else [f"value_{i}" for i in range(width)]
     fixed = [*CSV_FIXED[:2], *value_cols, *CSV_FIXED[2:]]
+    return [*fixed, *(f"params.{p}" for p in params)], [_csv_row(r, value_cols) for r in rows]
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    """Flat CSV (`flat_table`)."""
+    columns, flat = flat_table(rows)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[*fixed, *(f"params.{p}" for p in params)])
+    writer = csv.DictWriter(out, fieldnames=columns)
     writer.writeheader()
-    for row in rows:
-        writer.writerow(_csv_row(row, value_cols))
+    writer.writerows(flat)
     return out.getvalue()
 
 

@@ -154,3 +154,32 @@ def test_export_prints_stored_records_exactly(
     connection.hdel("hqs:s:e:t:1", "reason")
     [row] = [r for r in finished_rows(redis_url, "e") if r["number"] == 1]
     assert row["reason"] == "unreadable record: values '[oops' does not read"
+
+
+@pytest.mark.timeout(60)
+def test_export_parquet_holds_the_csv_table_with_types(redis_url: str, tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    connection = connect(redis_url)
+    for number, stored in STORED_RECORDS.items():
+        connection.hset(f"hqs:s:pq:t:{number}", mapping=stored)  # type: ignore[arg-type]
+    connection.hset("hqs:s:pq", mapping={"next": 6, "state": "finished"})
+    connection.hset("hqs:s:pq:iv:0", mapping={"0": "0.5", "1": "0.25"})
+    env = cli_env(redis_url, tmp_path)
+    out = tmp_path / "trials.parquet"
+    done = hq(["export", "--sweep", "pq", "--format", "parquet", "-o", str(out)], env)
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(out)
+    header = EXPORTED_CSV.splitlines()[0].split(",")
+    assert table.column_names == header and table.num_rows == 6  # a missing record too
+    rows = table.to_pylist()
+    expected = list(csv.DictReader(io.StringIO(EXPORTED_CSV)))
+    for row, text in zip(rows, expected, strict=True):  # the same cells, now typed
+        for column, cell in text.items():
+            value = row[column]
+            if isinstance(value, float):
+                assert value == float(cell), (column, row, text)
+            else:
+                assert ("" if value is None else str(value)) == cell, (column, row, text)
+    assert isinstance(rows[0]["number"], int)
+    refused = hq(["export", "--sweep", "pq", "--format", "parquet"], env)
+    assert refused.returncode == 2 and "--output" in refused.stderr
