@@ -23,6 +23,7 @@ from hq_sweep.cli.common import (
     setup_logging,
 )
 from hq_sweep.cli.detached import spawn_controller
+from hq_sweep.cli.figures import register_figure_commands
 from hq_sweep.cli.lifecycle import register_lifecycle_commands
 from hq_sweep.cli.local_run import (
     ControllerThread,
@@ -297,6 +298,7 @@ def controller_command(
 # Registered after the commands above, so `--help` lists run/enqueue/workers first.
 register_worker_commands(app)
 register_result_commands(app)
+register_figure_commands(app)
 register_lifecycle_commands(app)
 register_cluster_commands(app)
 
