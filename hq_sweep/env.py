@@ -64,6 +64,12 @@ class JobEnvironment:
             under_slurm="SLURM_JOB_ID" in env,
         )
 
+    @property
+    def gpus(self) -> int:
+        """How many GPUs this worker sees (CUDA_VISIBLE_DEVICES entries; "" or -1: none)."""
+        items = [g.strip() for g in (self.gpu or "").split(",")]
+        return len([g for g in items if g and not g.startswith("-") and g != "NoDevFiles"])
+
     def worker_name(self, pid: int | None = None) -> str:
         """A name that says where the worker is: node, GPU (if any), rank and pid."""
         gpu = f"-gpu{self.gpu}" if self.gpu else ""

@@ -312,6 +312,7 @@ _LIVE_STATES = (TrialState.QUEUED, TrialState.RUNNING)
 _TEXT = field_codec(str, str)
 _INT = field_codec(int, str)
 _TIME = field_codec(_finite, repr)  # repr: what redis-py writes for a float, read back exactly
+_PEAK = field_codec(_finite, "{:.1f}".format, finishing=True)
 NO_RECORD = "no record"
 
 
@@ -346,6 +347,12 @@ class TrialRecord:
     released: int = field(default=0, metadata=_INT)  # attempts handed back by stopping workers
     distributions: dict[str, str] | None = field(  # define-by-run params: name -> Optuna's
         default=None, metadata=field_codec(_texts, dumps))  # distribution_to_json text
+    # What the attempt cost (worker.cost): where it ran, and its peaks.
+    node: str = field(default="", metadata=field_codec(str, str, finishing=True))
+    gpu: str = field(default="", metadata=field_codec(str, str, finishing=True))  # as CUDA has it
+    gpus: int = field(default=0, metadata=field_codec(_whole, str, finishing=True))
+    rss_peak_mb: float | None = field(default=None, metadata=_PEAK)
+    gpu_mem_peak_mb: float | None = field(default=None, metadata=_PEAK)  # NVML; absent: None
     problem: str = ""  # why the record does not read ("" when it does)
 
     @classmethod
@@ -372,12 +379,12 @@ class TrialRecord:
 
     @classmethod
     def of(cls, outcome: TrialOutcome, ended_at: float,
-           metrics: dict[str, Any] | None = None) -> Self:
+           metrics: dict[str, Any] | None = None, cost: Mapping[str, Any] | None = None) -> Self:
         """The record an attempt's outcome makes (its `finish_fields` are what finish.lua
-        writes)."""
+        writes); `cost`: the cost fields (node, gpu, gpus, rss_peak_mb, gpu_mem_peak_mb)."""
         return cls(outcome.number, outcome.state, attempt=outcome.attempt, worker=outcome.worker,
                    ended_at=ended_at, duration=outcome.duration or None, values=outcome.values,
-                   reason=outcome.reason or None, metrics=metrics or None)
+                   reason=outcome.reason or None, metrics=metrics or None, **(cost or {}))
 
     @property
     def exists(self) -> bool:

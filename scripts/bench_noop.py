@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -59,9 +60,13 @@ def hq_run(trials: int, workers: int, state_dir: Path) -> tuple[float, float, fl
     rows = json.loads(subprocess.run(
         [sys.executable, "-m", "hq_sweep", "export", "--format", "json", "--sweep", sweep],
         env=env, check=True, capture_output=True, text=True).stdout)
-    first = min(r["started_at"] for r in rows)
-    ends = [r["ended_at"] for r in rows]
+    first = min(_epoch(r["started_at"]) for r in rows)
+    ends = [_epoch(r["ended_at"]) for r in rows]
     return len(rows) / (max(ends) - first), wall, late_over_early(ends)
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
 
 
 def optuna_in_memory(trials: int) -> float:

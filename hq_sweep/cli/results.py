@@ -29,6 +29,7 @@ from hq_sweep.cli.reading import ReadStateDirOption, sweep_server
 from hq_sweep.controller.space import build_space, summary_lines
 from hq_sweep.queue.lock_token import missing_controller
 from hq_sweep.queue.sweep import SweepQueue
+from hq_sweep.results.cost import cost_line
 from hq_sweep.results.monitor import Snapshot, stall_fix, watch
 from hq_sweep.results.optuna_study import redacted, study_of_sweep
 from hq_sweep.results.parquet import write_parquet
@@ -81,6 +82,7 @@ def status_command(
     if failures:
         show.print(f"  every trial's reason: `hq-sweep export --sweep {result['sweep']}`",
                    highlight=False, markup=False)
+    show.print(f"  {cost_line(result['cost'])}", highlight=False, markup=False)
     show.print(f"  workers alive: {result['workers']}")
     if result["state"] == "stalled":
         show.print(f"  workers cannot start: {result['stalled']}", style="bold red",

@@ -40,6 +40,8 @@ for anyone who can write to it).
     hqs:s:{id}:reasons          HASH    failure kind -> number of failed trials
     hqs:s:{id}:failure_lines    HASH    failure kind -> its latest failure in one line
                                         (`Type: message (file.py:N)`), shown beside the count
+    hqs:s:{id}:cost             HASH    running cost totals, kept by finish.lua: trial_s, gpu_s
+                                        (duration x gpus), rss_peak_mb, gpu_mem_peak_mb (max)
     hqs:s:{id}:results          LIST    TrialOutcome JSON, worker -> controller (finish.lua;
                                         trials failed by reap.lua go back in its reply instead)
     hqs:s:{id}:reports          LIST    Report JSON, worker -> controller (pruning)
@@ -98,7 +100,7 @@ class SweepKeys:
 
     def part(self, name: str) -> str:
         """One of the sweep-wide keys: counts, ready, leases, reasons, failure_lines, results,
-        reports, suggests, lock, workers, quarantine."""
+        reports, suggests, lock, workers, quarantine, cost."""
         return f"{self.meta}:{name}"
 
     @property

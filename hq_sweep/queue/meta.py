@@ -96,5 +96,10 @@ class SweepMeta:
         raw = self.connection.hgetall(self.keys.part("failure_lines"))
         return {text(k) or "": text(v) or "" for k, v in raw.items()}
 
+    def cost_totals(self) -> dict[str, float]:
+        """Running cost totals (finish.lua): trial_s, gpu_s, rss_peak_mb, gpu_mem_peak_mb."""
+        raw = self.connection.hgetall(self.keys.part("cost"))
+        return {text(k) or "": float(v) for k, v in raw.items()}
+
     def quarantined(self) -> int:
         return int(self.connection.llen(self.keys.part("quarantine")))

@@ -37,9 +37,10 @@ class Finish:
     failure_kind: str = ""  # e.g. "ValueError", "timeout": counted per kind for status
     failure_line: str = ""  # the failure in one line; default: the reason's first line
     rewrite: dict[str, str] | None = None  # record fields replaced (params, distributions)
+    cost: dict[str, Any] | None = None  # node, gpu, gpus, rss_peak_mb, ... (worker.cost)
 
     def record(self) -> TrialRecord:
-        return TrialRecord.of(self.outcome, self.ended_at, self.metrics)
+        return TrialRecord.of(self.outcome, self.ended_at, self.metrics, self.cost)
 
     def summary_line(self) -> str:
         if self.failure_line:
@@ -199,7 +200,7 @@ class TrialStore:
         """Record how attempts ended; False where the attempt no longer holds its trial."""
         if not finishes:
             return []
-        keys = [self.keys.part(k) for k in ("counts", "results", "leases", "reasons")]
+        keys = [self.keys.part(k) for k in ("counts", "results", "leases", "reasons", "cost")]
         batch = []
         for item in finishes:
             out = item.outcome

@@ -23,6 +23,7 @@ from hq_sweep.messages import FINISHED_STATES, TrialRecord
 from hq_sweep.queue.lock_token import describe_holder, missing_controller
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.workers import live_beats
+from hq_sweep.results.cost import cost_line, cost_totals
 from hq_sweep.results.history import best_line, recent_table
 from hq_sweep.results.summary import failure_text, sweep_state, top_failures
 from hq_sweep.results.workers_view import WorkerRow, allocation_ends, worker_rows, workers_table
@@ -55,6 +56,7 @@ class Snapshot:
     best_points: tuple[tuple[int, float], ...] = ()  # (trial, value) of each new best
     recent: tuple[TrialRecord, ...] = ()  # the latest finished trials, newest first
     next_number: int = 0  # trials asked so far
+    cost: str = ""  # "cost: 1.8 GPU-h, 3.2 trial-h, peak RSS 2.1 GB" (kept totals)
 
     @property
     def finished(self) -> int:
@@ -125,6 +127,7 @@ def take_snapshot(
         best_points=tuple(queue.meta.best_points()),
         recent=tuple(_recent(queue, _int(meta.get("next")))),
         next_number=_int(meta.get("next")),
+        cost=cost_line(cost_totals(queue)) if finished else "",
     )
 
 
@@ -201,6 +204,8 @@ def render(snap: Snapshot, width: int = 80) -> RenderableType:
                  for f in snap.failures)
     if snap.worker_rows and snap.state in ("running", "stopping"):
         parts.append(workers_table(list(snap.worker_rows)))
+    if snap.cost:
+        parts.append(Text(snap.cost, "dim"))
     if (ends := allocation_ends(list(snap.worker_rows))) is not None:
         parts.append(Text(f"allocation ends in {duration(ends - time.time())}", "dim"))
     if snap.recent and width >= WIDE:

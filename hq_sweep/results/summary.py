@@ -13,6 +13,7 @@ from hq_sweep.errors import HqSweepError
 from hq_sweep.messages import TrialRecord, TrialState
 from hq_sweep.queue.lock_token import describe_holder
 from hq_sweep.queue.sweep import SweepQueue
+from hq_sweep.results.cost import COST_COLUMNS, cost_columns, cost_totals
 from hq_sweep.spec.param_tree import nest
 from hq_sweep.spec.sweep import SweepSpec, parse_spec
 
@@ -37,6 +38,7 @@ def status(queue: SweepQueue) -> dict[str, Any]:
         "workers": workers,
         "quarantined": queue.meta.quarantined(),
         "controller": describe_holder(queue.lock.holder()),
+        "cost": cost_totals(queue),
     }
 
 
@@ -164,6 +166,7 @@ def _row(record: TrialRecord, intermediate: dict[int, float],
         "ended_at": iso_time(ended),
         "duration": duration,
         "reason": record.reason or (f"unreadable record: {unreadable}" if unreadable else None),
+        **cost_columns(record, duration),
     }
 
 
@@ -207,7 +210,7 @@ def _ranked(row: dict[str, Any], single: bool) -> dict[str, Any]:
 
 
 CSV_FIXED = ("number", "state", "attempt", "worker", "started_at", "ended_at", "duration",
-             "reason", "metrics", "intermediate_values")
+             "reason", "metrics", "intermediate_values", *COST_COLUMNS)
 
 
 def flat_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:

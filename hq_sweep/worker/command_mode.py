@@ -109,6 +109,14 @@ def kill_delay(env: Mapping[str, str]) -> float:
     return value if math.isfinite(value) and value >= 0 else DEFAULT_KILL_DELAY_S
 
 
+class ChildMeter(Protocol):
+    """What the worker's cost meter (worker.cost.CostMeter) learns of each trial's program."""
+
+    def child_started(self, pid: int) -> None: ...
+
+    def child_ended(self, rss_peak_kb: int | None) -> None: ...
+
+
 class TrialLike(Protocol):
     """What command mode needs of the worker's trial object."""
 
@@ -327,6 +335,7 @@ class CommandObjective:
     kill_grace: float = DEFAULT_KILL_DELAY_S
     interpreter: str | None = None
     wandb: WandbContract | None = None  # what W&B's agent hands a program (None: nothing)
+    meter: ChildMeter | None = None  # told the program's pid and peak RSS (the trial's cost)
     echo: Callable[[str], None] = _print_out
     echo_err: Callable[[str], None] = _print_err
 
@@ -378,6 +387,8 @@ class CommandObjective:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         tail = MetricsFileTail(metrics_file)
         child = ChildProcess(argv, self.cwd, env, on_stderr=lambda s: self.echo_err(prefix + s))
+        if self.meter is not None:
+            self.meter.child_started(child.proc.pid)
         try:
             for line in child.lines(deadline):
                 sink.check_cancelled()  # raises, then `finally` kills, as a prune does
@@ -395,5 +406,7 @@ class CommandObjective:
             ) from None
         finally:
             child.close(self.kill_grace)
+            if self.meter is not None:
+                self.meter.child_ended(child.rss_peak_kb)
         assert child.returncode is not None
         return child.returncode, child.stderr_tail()

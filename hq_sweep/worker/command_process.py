@@ -18,6 +18,17 @@ TICK_S = 0.05  # how often the metrics file and the deadline are checked while o
 EOF_GRACE_S = 0.5  # leader gone but its stdout still open: leftovers get this long, then kill
 
 
+def _hwm_kb(pid: int | str) -> int | None:
+    """VmHWM (kB) of a live process; None once it is gone (a zombie has no memory left)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            text = status.read()
+    except OSError:
+        return None
+    at = text.find(b"VmHWM:")
+    return int(text[at + 6 : text.find(b"kB", at)]) if at >= 0 else None
+
+
 def _sleep_backoff(attempt: int) -> None:
     time.sleep(min(0.001 * 2**attempt, TICK_S))
 
@@ -39,6 +50,12 @@ class ChildProcess:
             start_new_session=True,  # its own group: a kill takes its children too
         )  # fmt: skip
         self.returncode: int | None = None
+        self.rss_peak_kb: int | None = None  # the program's own peak RSS (kB), see _reap
+        # wait4's ru_maxrss is floored at the worker's own RSS (the pre-exec image counts),
+        # so below that floor the program's peak comes from polling its VmHWM instead.
+        self._floor_kb = _hwm_kb("self") or 0
+        self._polled_kb = 0
+        self._polled_at = 0.0
         self._exited_at: float | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()  # None: stdout closed
         self._stderr: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
@@ -102,6 +119,7 @@ class ChildProcess:
                     return
                 yield None
                 continue
+            self._poll_rss(now)
             try:
                 line = self._lines.get(timeout=wait)
             except queue.Empty:
@@ -113,6 +131,12 @@ class ChildProcess:
             else:
                 yield line
 
+    def _poll_rss(self, now: float) -> None:
+        """The program's VmHWM, at most once a tick (~10 us a read)."""
+        if now - self._polled_at >= TICK_S:
+            self._polled_at = now
+            self._polled_kb = max(self._polled_kb, _hwm_kb(self.proc.pid) or 0)
+
     def _unblock_stdout(self, now: float) -> None:
         """The leader is gone but a leftover child keeps stdout open: kill the leftovers."""
         if not self.leader_exited():
@@ -120,6 +144,18 @@ class ChildProcess:
         self._exited_at = self._exited_at or now
         if now - self._exited_at > EOF_GRACE_S:
             self.signal_group(signal.SIGKILL)
+
+    def _reap(self) -> int:
+        """Reap the leader with wait4: its own rusage gives its peak RSS (RUSAGE_CHILDREN
+        would be the largest of every child the worker ever had)."""
+        try:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+        except ChildProcessError:  # reaped already (Popen's bookkeeping): no rusage
+            return self.proc.wait()
+        peak = usage.ru_maxrss  # kB on Linux; the program's and its reaped children's
+        self.rss_peak_kb = peak if peak > self._floor_kb or not self._polled_kb else self._polled_kb
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return self.proc.returncode
 
     def close(self, grace: float) -> None:
         """Ends the whole group (SIGTERM, then SIGKILL after `grace`), then reaps the leader."""
@@ -129,7 +165,7 @@ class ChildProcess:
         # Anything left in the group (leftovers, or a leader that ignored SIGTERM) is killed;
         # safe because the unreaped leader still pins the group id.
         self.signal_group(signal.SIGKILL)
-        self.returncode = self.proc.wait()
+        self.returncode = self._reap()
         for thread in self._threads:
             thread.join(timeout=grace)
 

@@ -18,6 +18,7 @@ from optuna import TrialPruned
 from hq_sweep.messages import Decision, Report, TrialOutcome, TrialState, dumps
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.trials import Claim, Finish
+from hq_sweep.worker.cost import CostMeter
 from hq_sweep.worker.reports import ReportBuffer
 from hq_sweep.worker.suggest import Suggester, decode_distributions, encode_distributions
 from hq_sweep.worker.trial import AttemptSuperseded, Trial, TrialCancelled
@@ -84,7 +85,8 @@ class TrialExecutor:
     def __init__(self, queue: SweepQueue, worker: str, objective: Objective, state: Any,
                  nest: Callable[[dict[str, Any]], dict[str, Any]],
                  metric_names: Sequence[str], timeout_s: float | None,
-                 feed_pruner: bool = False, flat_params: bool = False) -> None:
+                 feed_pruner: bool = False, flat_params: bool = False,
+                 meter: CostMeter | None = None) -> None:
         self.queue, self.worker, self.objective, self.state = queue, worker, objective, state
         self.nest = nest
         self.metric_names = list(metric_names)
@@ -97,6 +99,7 @@ class TrialExecutor:
         # Define-by-run suggests; the runner sets `suggester.before` to record buffered results.
         self.suggester = Suggester(queue.suggests, self.reports.superseded)
         self.flat_params = flat_params  # an Optuna-style objective sees `trial.params` flat
+        self.meter = meter  # what each trial cost (None: not measured)
 
     def execute(self, claim: Claim) -> Finish | None:
         """Run one trial; None when another attempt took it over meanwhile."""
@@ -113,6 +116,8 @@ class TrialExecutor:
                              if k in task.params})
         self.current, self.started = claim, time.monotonic()
         self.last_report_at = self.started
+        if self.meter is not None:
+            self.meter.begin()
         try:
             ending = self._call(trial)
         except AttemptSuperseded:
@@ -121,15 +126,16 @@ class TrialExecutor:
             self.current = None
             self.reports.forget(task.number)
             self.cancelled.discard(task.number)
+        duration = time.monotonic() - self.started
         outcome = TrialOutcome(
             number=task.number, attempt=claim.attempt, state=ending.state, values=ending.values,
-            reason=ending.reason, duration=time.monotonic() - self.started, worker=self.worker,
-            unused=trial.unasked,
+            reason=ending.reason, duration=duration, worker=self.worker, unused=trial.unasked,
         )
         extra = _storable({**(ending.metrics or {}), **trial.user_attrs})
         return Finish(outcome, ended_at=time.time(), metrics=extra or None,
                       failure_kind=ending.kind, failure_line=ending.line,
-                      rewrite=_asked_params(trial) if outcome.unused else None)
+                      rewrite=_asked_params(trial) if outcome.unused else None,
+                      cost=self.meter.end(duration) if self.meter is not None else None)
 
     def _call(self, trial: Trial) -> Ending:
         try:

@@ -21,6 +21,8 @@ from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.spec.param_tree import nest
 from hq_sweep.spec.sweep import SweepSpec, parse_spec
+from hq_sweep.worker.command_mode import CommandObjective
+from hq_sweep.worker.cost import CostMeter
 from hq_sweep.worker.executor import TrialExecutor
 from hq_sweep.worker.heartbeat import Heartbeat
 from hq_sweep.worker.trial import WorkerContext
@@ -71,7 +73,7 @@ def load_objective(spec: SweepSpec, meta: dict[str, str], sweep_id: str) -> User
         return load_user_code(entry.module, entry.setup, entry.objective, base_dirs)
     if spec.program is None:
         raise WorkerStartError("the sweep names neither `worker:` nor `program:`")
-    from hq_sweep.worker.command_mode import CommandObjective, kill_delay
+    from hq_sweep.worker.command_mode import kill_delay
 
     command_objective: Objective = CommandObjective(
         program=spec.program,
@@ -178,7 +180,9 @@ def run_worker(
     nest_params = functools.partial(nest, spec.parameter_paths())
     executor = TrialExecutor(queue, name, code.objective, state, nest_params,
                              [m.name for m in spec.objectives()], timeout, feed_pruner=prunes,
-                             flat_params=code.optuna_style)
+                             flat_params=code.optuna_style, meter=CostMeter.for_job(job))
+    if isinstance(code.objective, CommandObjective):  # its child's peak is the trial's
+        code.objective.meter = executor.meter
     runner = TrialRunner(queue, name, executor, options, guard_for(job))
     executor.suggester.before = runner.flush  # the study knows every result before it samples
     executor.suggester.patience_s = options.redis_patience_s

@@ -94,16 +94,16 @@ STORED_RECORDS = {  # as the scripts leave them (2 has no record at all)
 }
 EXPORTED_CSV = (  # what exports print for these records, byte for byte
     "number,state,value,attempt,worker,started_at,ended_at,duration,reason,metrics,"
-    "intermediate_values,params.n,params.x\r\n"
+    "intermediate_values,node,gpu,gpus,gpu_hours,rss_peak_mb,gpu_mem_peak_mb,params.n,params.x\r\n"
     "0,complete,1.5,1,w0,1970-01-01T00:00:12.500000+00:00,1970-01-01T00:00:12.625000+00:00,"
-    '0.125,,"{""acc"":0.75}","{""0"":0.5,""1"":0.25}",2,0.5\r\n'
+    '0.125,,"{""acc"":0.75}","{""0"":0.5,""1"":0.25}",,,,,,,2,0.5\r\n'
     "1,pruned,7,2,w1,1970-01-01T00:00:13.000000+00:00,1970-01-01T00:00:14.500000+00:00,1.5,"
-    "pruned at step 3,{},{},1,0.25\r\n"
-    "2,,,0,,,,,,{},{},,\r\n"
+    "pruned at step 3,{},{},,,,,,,1,0.25\r\n"
+    "2,,,0,,,,,,{},{},,,,,,,,\r\n"
     "3,failed,,1,,1970-01-01T00:00:21.000000+00:00,1970-01-01T00:00:21.000000+00:00,0.0,"
-    "ValueError: bad\\nline,{},{},3,1\r\n"
-    "4,cancelled,,0,,,,,,{},{},1,0.125\r\n"
-    "5,running,,1,,1970-01-01T00:00:30.000000+00:00,,,,{},{},2,0.75\r\n")
+    "ValueError: bad\\nline,{},{},,,,,,,3,1\r\n"
+    "4,cancelled,,0,,,,,,{},{},,,,,,,1,0.125\r\n"
+    "5,running,,1,,1970-01-01T00:00:30.000000+00:00,,,,{},{},,,,,,,2,0.75\r\n")
 
 
 def _t(seconds: float) -> str:
@@ -114,7 +114,9 @@ def _t(seconds: float) -> str:
 def _row(number: int, state: str | None, **fields: object) -> dict[str, object]:
     return {"number": number, "state": state, "values": None, "params": {}, "metrics": {},
             "intermediate_values": {}, "attempt": 0, "worker": None, "started_at": None,
-            "ended_at": None, "duration": None, "reason": None, **fields}
+            "ended_at": None, "duration": None, "reason": None, "node": None, "gpu": None,
+            "gpus": None, "gpu_hours": None, "rss_peak_mb": None, "gpu_mem_peak_mb": None,
+            **fields}
 
 
 EXPORTED_ROWS = [

@@ -122,3 +122,10 @@ def test_best_so_far_is_drawn_and_a_wide_terminal_lists_the_latest_trials() -> N
     narrow.print(render(snap, 80))
     shown = narrow.export_text()
     assert "latest trials" not in shown and all(len(row) <= 80 for row in shown.splitlines())
+
+
+def test_the_cost_so_far_has_its_line() -> None:
+    snap = Snapshot(sweep="s", state="running", counts={"complete": 3}, total=None, best=None,
+                    workers=1, rate=1.0, elapsed=5.0, controller="c pid 1",
+                    cost="cost: 1.8 GPU-h, 3.2 trial-h, peak RSS 2.1 GB")
+    assert "cost: 1.8 GPU-h, 3.2 trial-h, peak RSS 2.1 GB" in _text(snap)
