@@ -24,6 +24,7 @@ from hq_sweep.queue.admin import server_details
 from hq_sweep.server.connection import (
     ConnectionFileError,
     ServerInfo,
+    adopt,
     default_state_dir,
     not_running_message,
     pid_alive,
@@ -108,6 +109,9 @@ def start(
     foreground: Annotated[
         bool, typer.Option("--foreground", help="Stay attached; Ctrl-C stops the server.")
     ] = False,
+    new_password: Annotated[bool, typer.Option(
+        "--new-password", help="A server that died here is succeeded with its port and "
+        "password (its clients reconnect); this generates a new password instead.")] = False,
 ) -> None:
     """Start a server with a generated password and AOF persistence (if one already runs in
     the state directory: say where, exit 0)."""
@@ -129,7 +133,7 @@ def start(
             signal.signal(sig, lambda signum, _frame: early.append(signum))
     try:
         info = start_server(directory, port=port, bind=bind, detach=not foreground,
-                            advertise=advertise)
+                            advertise=advertise, new_password=new_password)
     except OSError as exc:
         _fail(f"cannot start a server in {directory}: {exc.strerror or exc}")
     _print_started(info)
@@ -188,6 +192,8 @@ def stop(state_dir: StateDirOption = None) -> None:
     if info is None:
         _fail(f"no hq-sweep server recorded in {directory}; nothing to stop")
     was_alive = server_alive(info)
+    if was_alive:
+        info = adopt(info)  # restarted outside hq-sweep: signal the process that serves
     try:
         stop_server(info)
     except OSError as exc:  # e.g. the pid now belongs to another user

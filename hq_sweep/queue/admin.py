@@ -81,3 +81,18 @@ def request_shutdown(host: str, port: int, password: str, timeout: float) -> Non
         pass
     finally:
         client.close()
+
+
+def server_pid(host: str, port: int, password: str, timeout: float = 1.0) -> int | None:
+    """The process id of the server answering there (INFO server), None when it does not."""
+    client = redis.Redis(
+        host=host, port=port, password=password,
+        socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0),
+    )  # fmt: skip
+    try:
+        pid = client.info("server").get("process_id")
+    except (redis.exceptions.RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    return pid if isinstance(pid, int) else None

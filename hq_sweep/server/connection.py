@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +32,7 @@ __all__ = [
     "ConnectionFileError",
     "NoServerError",
     "ServerInfo",
+    "adopt",
     "auth_ping",
     "connection_file_path",
     "default_state_dir",
@@ -264,13 +265,27 @@ def auth_ping(info: ServerInfo, timeout: float = 1.0) -> str:
 
 
 def server_alive(info: ServerInfo, timeout: float = 1.0) -> bool:
-    """Whether the server in `info` runs and accepts its password (AUTH + PING)."""
-    if info.node == socket.gethostname() and not pid_alive(info.pid):
-        return False
+    """Whether our server answers at the recorded address: AUTH + PING with its password.
+    Not whether the recorded pid lives: a server restarted from its config, or by a
+    supervisor, has another pid and is the same server (`adopt` records the new one)."""
     # LOADING: replaying its AOF after a restart, alive but not ready yet. Any other answer
     # (refused, WRONGPASS: another server took the port) means it is not our server.
     reply = auth_ping(info, timeout)
     return reply == "PONG" or reply.startswith("LOADING")
+
+
+def adopt(info: ServerInfo, timeout: float = 1.0) -> ServerInfo:
+    """`info` with the pid of the server that answers there now, written to the connection
+    file when it changed (a server restarted outside hq-sweep), so `server stop` signals
+    the right process."""
+    if info.node != socket.gethostname() or pid_alive(info.pid):
+        return info
+    pid = admin.server_pid(info.probe_host(), info.port, info.password, timeout)
+    if pid is None or pid == info.pid:
+        return info
+    fresh = replace(info, pid=pid)
+    write_connection_file(fresh)
+    return fresh
 
 
 def live_server(directory: Path) -> ServerInfo | None:
@@ -280,7 +295,7 @@ def live_server(directory: Path) -> ServerInfo | None:
         info = read_connection_file(directory)
     except ConnectionFileError:
         return None
-    return info if info is not None and server_alive(info) else None
+    return adopt(info) if info is not None and server_alive(info) else None
 
 
 def _checked_url(url: str, source: str) -> str:

@@ -282,8 +282,10 @@ def start_locked(
     return proc, info
 
 
-def _check_not_running(state_dir: Path) -> None:
-    """Raise if the connection file names a live server; clear a stale or broken one."""
+def _check_not_running(state_dir: Path) -> ServerInfo | None:
+    """Raise if the connection file names a live server; else return what it recorded (a
+    dead server's port and password, for its successor). The file stays until a new server
+    replaces it: a start that fails leaves the next one the same port and password."""
     try:
         info = read_connection_file(state_dir)
     except ConnectionFileError:
@@ -293,16 +295,20 @@ def _check_not_running(state_dir: Path) -> None:
             f"server already running at {info.redacted_url} (pid {info.pid}); "
             "`hq-sweep server stop` first"
         )
-    remove_connection_file(state_dir)
+    return info
 
 
 def start_server(
     state_dir: Path, *, port: int | None = None, bind: str = "127.0.0.1", detach: bool = True,
-    advertise: str | None = None,
+    advertise: str | None = None, new_password: bool = False,
 ) -> ServerInfo:
     """Start a password-protected server with AOF persistence in `state_dir`.
 
-    `port=None` picks a free port. `advertise`: the host name or address clients are to use
+    A server that died in `state_dir` (its connection file left behind) is succeeded on its
+    port and with its password, unless `port` or `new_password` say otherwise: clients that
+    hold its URL reconnect, and the AOF brings its data back. A taken port is an error, not
+    a silent move. `port=None` otherwise picks a free port. `advertise`: the host name or
+    address clients are to use
     (recorded in the connection file; default: this node's name for a wildcard bind, else the
     bind address). `detach=True` puts the server in its own session so it
     outlives this process; `detach=False` leaves it in our process group (Ctrl-C reaches
@@ -313,11 +319,22 @@ def start_server(
     if advertise is not None and (not advertise or any(ch in advertise for ch in " /@:")):
         raise ServerStartError(f"--advertise takes a host name or IPv4 address, got {advertise!r}")
     state_dir = state_dir.expanduser().resolve()
-    _check_not_running(state_dir)
-    proc, info = start_locked(
-        state_dir, password=secrets.token_urlsafe(32), port=port, bind=bind, new_session=detach,
-        advertise=advertise,
-    )
+    dead = _check_not_running(state_dir)
+    if dead is not None and dead.node != socket.gethostname():
+        dead = None  # its port is another machine's: nothing to take over here
+    password = secrets.token_urlsafe(32) if new_password or dead is None else dead.password
+    chosen = port if port is not None or dead is None else dead.port
+    try:
+        proc, info = start_locked(state_dir, password=password, port=chosen, bind=bind,
+                                  new_session=detach, advertise=advertise)
+    except ServerStartError as exc:
+        if port is None and dead is not None and "Address already in use" in exc.log_tail:
+            raise ServerStartError(
+                f"port {chosen}, where the server that died here served (and its clients look "
+                f"for it), is taken now: free it, or start on another with --port (then "
+                f"restart workers and controllers: they hold the old address)", exc.log_tail
+            ) from None
+        raise
     # Drop our handle on a server meant to outlive us without a ResourceWarning; subprocess
     # keeps it and reaps the process if it exits while we run (pid_alive copes with that).
     with warnings.catch_warnings():
