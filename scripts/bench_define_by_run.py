@@ -23,15 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 import optuna
 import yaml
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalRedisBackend
-
-from hq_sweep.server.process import start_server, stop_server
+from bench_common import epoch, journal_rate
 
 NAMES = ("a", "b", "c", "d", "e")
 DEFINE_BY_RUN = """
@@ -80,12 +76,8 @@ def hq_rate(presample: str | None, trials: int, workers: int) -> float:
             subprocess.run([*hq, "server", "stop"], env=env, capture_output=True)
     complete = [r for r in rows if r["state"] == "complete"]
     assert len(complete) == trials, f"{len(complete)} of {trials} trials complete"
-    first = min(_epoch(r["started_at"]) for r in complete)
-    return len(complete) / (max(_epoch(r["ended_at"]) for r in complete) - first)
-
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
+    first = min(epoch(r["started_at"]) for r in complete)
+    return len(complete) / (max(epoch(r["ended_at"]) for r in complete) - first)
 
 
 def optuna_rate(trials: int) -> float:
@@ -111,27 +103,6 @@ study.optimize(lambda t: sum(t.suggest_float(n, -1.0, 1.0) ** 2 for n in "abcde"
 """
 
 
-def journal_rate(trials: int, workers: int) -> float:
-    """`workers` processes running `study.optimize` on one JournalRedis study."""
-    with tempfile.TemporaryDirectory() as tmp:
-        info = start_server(Path(tmp))
-        try:
-            storage = JournalStorage(JournalRedisBackend(info.url))
-            optuna.create_study(study_name="dbr", storage=storage)
-            env = {**os.environ, "BENCH_REDIS_URL": info.url,
-                   "BENCH_TRIALS": str(trials // workers)}  # the password stays off ps
-            children = [subprocess.Popen([sys.executable, "-c", JOURNAL_CHILD], env=env)
-                        for _ in range(workers)]
-            if any(child.wait() != 0 for child in children):
-                raise RuntimeError("an Optuna journal process failed")
-            done = optuna.load_study(study_name="dbr", storage=storage).trials
-        finally:
-            stop_server(info)
-    first = min(t.datetime_start for t in done if t.datetime_start is not None)
-    last = max(t.datetime_complete for t in done if t.datetime_complete is not None)
-    return len(done) / (last - first).total_seconds()
-
-
 KINDS = {"declared": None, "define-by-run, sampled ahead": "auto",
          "define-by-run, asked": "never"}
 
@@ -149,7 +120,8 @@ def main() -> None:
         for name, presample in KINDS.items():
             rates[name].append(hq_rate(presample, args.trials, args.workers))
         rates["optuna in memory"].append(optuna_rate(args.trials))
-        rates["optuna JournalRedis"].append(journal_rate(args.trials, args.workers))
+        rates["optuna JournalRedis"].append(
+            journal_rate(JOURNAL_CHILD, "dbr", args.trials, args.workers))
         print(f"repeat {repeat + 1}: " + ", ".join(
             f"{name} {values[-1]:,.0f}" for name, values in rates.items()) + " trials/s",
             flush=True)

@@ -22,16 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
-from datetime import datetime
 from pathlib import Path
 
 import optuna
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalRedisBackend
+from bench_common import epoch, journal_rate
 
 from hq_sweep.controller.space import build_space
-from hq_sweep.server.process import start_server, stop_server
 from hq_sweep.spec.sweep import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,13 +56,9 @@ def hq_run(trials: int, workers: int, state_dir: Path) -> tuple[float, float, fl
     rows = json.loads(subprocess.run(
         [sys.executable, "-m", "hq_sweep", "export", "--format", "json", "--sweep", sweep],
         env=env, check=True, capture_output=True, text=True).stdout)
-    first = min(_epoch(r["started_at"]) for r in rows)
-    ends = [_epoch(r["ended_at"]) for r in rows]
+    first = min(epoch(r["started_at"]) for r in rows)
+    ends = [epoch(r["ended_at"]) for r in rows]
     return len(rows) / (max(ends) - first), wall, late_over_early(ends)
-
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
 
 
 def optuna_in_memory(trials: int) -> float:
@@ -99,29 +91,6 @@ for _ in range(int(os.environ["BENCH_TRIALS"])):
 """
 
 
-def optuna_distributed(trials: int, workers: int, state_dir: Path) -> float:
-    """Optuna's own distributed mode: `workers` processes on one JournalRedis study, served
-    by the same kind of server hq-sweep uses. Rate from the first trial's start to the last
-    trial's end, as for hq-sweep."""
-    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-    info = start_server(state_dir / "journal")
-    try:
-        storage = JournalStorage(JournalRedisBackend(info.url))
-        optuna.create_study(study_name="noop", storage=storage)
-        env = {**os.environ, "BENCH_REDIS_URL": info.url, "BENCH_TRIALS": str(trials // workers),
-               "BENCH_SPEC": str(ROOT / "examples" / "noop.yaml")}  # the password stays off ps
-        children = [subprocess.Popen([sys.executable, "-c", JOURNAL_CHILD], env=env)
-                    for _ in range(workers)]
-        if any(child.wait() != 0 for child in children):
-            raise RuntimeError("an Optuna journal process failed")
-        done = optuna.load_study(study_name="noop", storage=storage).trials
-    finally:
-        stop_server(info)
-    first = min(t.datetime_start for t in done if t.datetime_start is not None)
-    last = max(t.datetime_complete for t in done if t.datetime_complete is not None)
-    return len(done) / (last - first).total_seconds()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=5000)
@@ -135,7 +104,9 @@ def main() -> None:
             rate, wall, drift = hq_run(args.trials, args.workers, Path(tmp))
             subprocess.run([sys.executable, "-m", "hq_sweep", "server", "stop"],
                            env={**os.environ, "HQ_SWEEP_STATE_DIR": tmp}, capture_output=True)
-            journal_rates.append(optuna_distributed(args.journal_trials, args.workers, Path(tmp)))
+            journal_rates.append(journal_rate(
+                JOURNAL_CHILD, "noop", args.journal_trials, args.workers,
+                {"BENCH_SPEC": str(ROOT / "examples" / "noop.yaml")}))
         hq_rates.append(rate)
         walls.append(wall)
         drifts.append(drift)
