@@ -165,11 +165,12 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 def _run_in_foreground(info: ServerInfo, early: list[int]) -> None:
     _console().print("  running in the foreground; press Ctrl-C to stop")
-    # SIGTERM (scancel, systemd) and SIGHUP (terminal closed) must stop the server too,
-    # not just kill us and leave it running.
-    for sig in _STOP_SIGNALS:
-        signal.signal(sig, _interrupt)
     try:
+        # SIGTERM (scancel, systemd) and SIGHUP (terminal closed) must stop the server too,
+        # not just kill us and leave it running: installed inside the try, so a signal the
+        # moment after is handled like any later one.
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, _interrupt)
         if early:
             raise KeyboardInterrupt(signal.Signals(early[0]).name)
         try:
