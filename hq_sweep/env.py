@@ -20,6 +20,13 @@ LOCAL_RANK = "HQ_SWEEP_LOCAL_RANK"
 WORLD_SIZE = "HQ_SWEEP_WORLD_SIZE"
 NODE = "HQ_SWEEP_NODE"
 JOB_ID = "HQ_SWEEP_JOB_ID"
+# Where a process finds the Redis server (server/credentials.py). The URL holds the password,
+# so hq-sweep never sets it for a child: a child gets the path of a 0600 file instead, the
+# server's connection file or a credentials file written for a URL given on the command line.
+REDIS_URL = "HQ_SWEEP_REDIS_URL"
+REDIS_URL_FILE = "HQ_SWEEP_REDIS_URL_FILE"
+CONNECTION_FILE = "HQ_SWEEP_CONNECTION_FILE"
+SERVER_VARS = (REDIS_URL, REDIS_URL_FILE, CONNECTION_FILE)
 
 
 def _first(env: Mapping[str, str], *names: str) -> str | None:
@@ -84,6 +91,13 @@ def local_worker_env(rank: int, world_size: int, node: str | None = None) -> dic
         WORLD_SIZE: str(world_size),
         NODE: node or socket.gethostname(),
     }
+
+
+def without_server_vars(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without the variables that lead to the Redis secret (SERVER_VARS): the base of
+    every environment hq-sweep builds for a child, which then gets back at most the one file
+    it should read (a user's program: none)."""
+    return {name: value for name, value in env.items() if name not in SERVER_VARS}
 
 
 # --- The Slurm allocation, as seen from the salloc/sbatch shell -------------------------------

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, NamedTuple, Self
 
+from hq_sweep.limits import MESSAGE_BYTES, NAME_CHARS, PARAM_BYTES, REASON_CHARS, mib
+
 
 class MessageError(ValueError):
     """A message in hq-sweep's keys that is not what the wire format says."""
@@ -40,11 +42,20 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
-def loads_object(raw: bytes | str, what: str) -> dict[str, Any]:
+def loads(raw: bytes | str, what: str) -> Any:
+    """JSON from Redis, bounded (`limits.MESSAGE_BYTES`): anything else is a MessageError."""
+    if not isinstance(raw, bytes | str):
+        raise MessageError(f"{what}: expected text, got {type(raw).__name__}")
+    if len(raw) > MESSAGE_BYTES:
+        raise MessageError(f"{what}: {mib(len(raw))}, over the {mib(MESSAGE_BYTES)} limit")
     try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MessageError(f"{what}: not JSON ({exc})") from exc
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise MessageError(f"{what}: not JSON ({str(exc)[:200]})") from exc
+
+
+def loads_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    obj = loads(raw, what)
     if not isinstance(obj, dict):
         raise MessageError(f"{what}: expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -52,9 +63,33 @@ def loads_object(raw: bytes | str, what: str) -> dict[str, Any]:
 
 def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
     value = obj.get(key)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        raise MessageError(f"{what}.{key}: missing or of the wrong type ({value!r})")
+    if kind is int:
+        return _whole_number(value, f"{what}.{key}")
+    if not isinstance(value, kind):
+        raise MessageError(f"{what}.{key}: missing or of the wrong type ({value!r:.80})")
     return value
+
+
+_LARGEST = 2**53  # trial numbers, attempts and steps: JSON's exact integers
+
+
+def _whole_number(value: Any, what: str) -> int:
+    """A JSON integer from 0 to 2**53 (not a bool, not text): trial numbers, attempts, steps."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _LARGEST:
+        raise MessageError(f"{what}: expected a whole number >= 0, got {value!r:.80}")
+    return value
+
+
+def _finite_number(value: Any, what: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise MessageError(f"{what}: expected a number, got {value!r:.80}")
+    try:
+        number = float(value)
+    except OverflowError as exc:  # an integer too large for a float
+        raise MessageError(f"{what}: {exc}") from exc
+    if not math.isfinite(number):
+        raise MessageError(f"{what}: expected a finite number, got {number}")
+    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,27 +133,29 @@ class TrialOutcome:
     @classmethod
     def decode(cls, raw: bytes | str) -> TrialOutcome:
         obj = loads_object(raw, "trial outcome")
-        try:
-            state = TrialState(str(obj.get("s")))
-        except ValueError as exc:
-            raise MessageError(f"trial outcome.s: unknown state {obj.get('s')!r}") from exc
+        raw_state = obj.get("s")
+        state = _STATES.get(raw_state) if isinstance(raw_state, str) else None
+        if state is None:
+            raise MessageError(f"trial outcome.s: unknown state {obj.get('s')!r:.80}")
         values = obj.get("v")
-        if values is not None and (
-            not isinstance(values, list) or not all(isinstance(v, int | float) for v in values)
-        ):
+        if values is not None and not isinstance(values, list):
             raise MessageError(f"trial outcome.v: expected a list of numbers, got {values!r:.80}")
+        reason, duration = obj.get("r"), obj.get("d") or 0.0
         try:
             return cls(
                 number=_require(obj, "n", int, "trial outcome"),
                 attempt=_require(obj, "a", int, "trial outcome"),
                 state=state,
-                values=[float(v) for v in values] if values is not None else None,
-                reason=obj.get("r") if isinstance(obj.get("r"), str) else None,
-                duration=float(obj.get("d") or 0.0),
-                worker=str(obj.get("w") or ""),
+                values=None if values is None else [
+                    _finite_number(v, "trial outcome.v") for v in values],
+                reason=reason[:REASON_CHARS] if isinstance(reason, str) else None,
+                duration=max(0.0, _finite_number(duration, "trial outcome.d")),
+                worker=str(obj.get("w") or "")[:200],
                 unused=_names(obj.get("u")),
             )
-        except ValueError as exc:
+        except MessageError:
+            raise
+        except ValueError as exc:  # __post_init__: a complete trial without finite values
             raise MessageError(f"trial outcome: {exc}") from exc
 
 
@@ -151,14 +188,16 @@ class Report(NamedTuple):
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Report:
-        try:
-            number, attempt, step, value, *rest = json.loads(raw)
-            if len(rest) > 1:
-                raise ValueError(f"{len(rest) + 4} items")
-            return cls(int(number), int(attempt), int(step), float(value), bool(rest and rest[0]))
-        except (ValueError, TypeError) as exc:
-            raise MessageError(
-                f"report: expected [number, attempt, step, value(, awaits)] ({exc})") from exc
+        items = loads(raw, "report")
+        if not isinstance(items, list) or not 4 <= len(items) <= 5:
+            raise MessageError(f"report: expected [number, attempt, step, value(, awaits)], "
+                               f"got {items!r:.80}")
+        number, attempt, step = (_whole_number(v, f"report[{i}]")
+                                 for i, v in enumerate(items[:3]))
+        awaits = items[4] if len(items) == 5 else False
+        if awaits not in (0, 1):  # True/False compare equal to 1/0
+            raise MessageError(f"report[4]: expected 0 or 1, got {awaits!r:.80}")
+        return cls(number, attempt, step, _finite_number(items[3], "report[3]"), bool(awaits))
 
 
 class Action(StrEnum):
@@ -213,15 +252,19 @@ class SuggestRequest(NamedTuple):
 
     @classmethod
     def decode(cls, raw: bytes | str) -> SuggestRequest:
-        try:
-            number, attempt, name, distribution = json.loads(raw)
-            if not isinstance(name, str) or not isinstance(distribution, str):
-                raise ValueError("name and distribution must be text")
-            return cls(int(number), int(attempt), name, distribution)
-        except (ValueError, TypeError) as exc:
-            raise MessageError(
-                f"suggest request: expected [number, attempt, name, distribution] ({exc})"
-            ) from exc
+        items = loads(raw, "suggest request")
+        if not isinstance(items, list) or len(items) != 4:
+            raise MessageError("suggest request: expected [number, attempt, name, "
+                               f"distribution], got {items!r:.80}")
+        number, attempt, name, distribution = items
+        if not isinstance(name, str) or not 0 < len(name) <= NAME_CHARS:
+            raise MessageError(f"suggest request: the name must be text of 1 to {NAME_CHARS} "
+                               f"characters, got {name!r:.80}")
+        if not isinstance(distribution, str) or len(distribution) > PARAM_BYTES:
+            raise MessageError("suggest request: the distribution must be text of at most "
+                               f"{mib(PARAM_BYTES)}")
+        return cls(_whole_number(number, "suggest request[0]"),
+                   _whole_number(attempt, "suggest request[1]"), name, distribution)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ def _isolated_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     state_dir = tmp_path / "hq-sweep-state"
     monkeypatch.setenv(ENV_STATE_DIR, str(state_dir))
     monkeypatch.delenv(ENV_REDIS_URL, raising=False)
+    for named in ("HQ_SWEEP_REDIS_URL_FILE", "HQ_SWEEP_CONNECTION_FILE"):  # the same, by a file
+        monkeypatch.delenv(named, raising=False)
     yield state_dir
     try:
         leftover = read_connection_file(state_dir)
@@ -51,7 +53,7 @@ def redis_url(redis_server: EmbeddedServer) -> Iterator[str]:
     # A test may have stopped or killed the shared server: bring it back (same port/password).
     if not redis_server.running:
         redis_server.start()
-    client = connect(redis_server.url)
+    client = connect(redis_server.admin_url)  # the sweep user (`url`) may not FLUSHALL
     try:
         client.flushall()
     finally:

@@ -12,6 +12,7 @@ import typer
 from rich.text import Text
 
 from hq_sweep.cli.common import (
+    HqSweepGroup,
     JsonOption,
     ProgressEveryOption,
     RedisOption,
@@ -41,17 +42,19 @@ from hq_sweep.cli.server import server_app
 from hq_sweep.cli.workers import register_worker_commands
 from hq_sweep.controller.loop import Controller, ControllerOptions
 from hq_sweep.errors import EXIT_NO_COMPLETE
-from hq_sweep.launchers.local import REDIS_URL_VAR, LocalLauncher
-from hq_sweep.queue.client import connect
+from hq_sweep.launchers.local import LocalLauncher
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.monitor import watch
 from hq_sweep.results.progress import DEFAULT_EVERY_S, ProgressPrinter, headline
 from hq_sweep.results.summary import failure_text, finished_count, summary
-from hq_sweep.server.connection import default_state_dir, resolve_redis_url
+from hq_sweep.server.connection import default_state_dir, locate_server
+from hq_sweep.server.credentials import ServerRef
+from hq_sweep.server.handoff import Handoff
 from hq_sweep.spec.sweep import SweepSpec, load_spec
 
 app = typer.Typer(
     name="hq-sweep",
+    cls=HqSweepGroup,  # one error boundary around every command (common.error_boundary)
     help="Hyperparameter sweeps with warm workers: Optuna + Redis, on a laptop or a Slurm cluster.",
     no_args_is_help=True,
     add_completion=False,
@@ -106,14 +109,15 @@ def run(
     spec = _with_trials(load_spec(file), trials)
     setup_logging()
     _interrupt_on_sigterm()
-    url = ensure_server(redis_url, say=lambda m: console.print(m, style="dim", highlight=False))
-    connection = connect(url)
+    server = ensure_server(redis_url,
+                           say=lambda m: console.print(m, style="dim", highlight=False))
+    connection = server.connect()
     registration = open_or_register(connection, spec, file, sweep, resume)
     sweep_id = registration.sweep_id
     resume_hint = f"`hq-sweep run {file} --sweep {sweep_id}" + (
         f" --trials {trials}`" if trials else "`")
     _announce(registration, file, SweepQueue(connection, sweep_id))
-    local = LocalRun(connection, url, sweep_id, spec, workers, ControllerOptions())
+    local = LocalRun(connection, server, sweep_id, spec, workers, ControllerOptions())
     thread, launcher = local.start()
     console.print(f"started {launcher.describe()}", style="dim", highlight=False, markup=False)
     queue = SweepQueue(connection, sweep_id)
@@ -240,25 +244,25 @@ def enqueue(
     every --progress-every seconds)."""
     spec = _with_trials(load_spec(file), trials)
     setup_logging()
-    url = resolve_redis_url(redis_url)
-    connection = connect(url)
+    server = locate_server(redis_url)
+    connection = server.connect()
     registration = open_or_register(connection, spec, file, sweep, resume)
     sweep_id = registration.sweep_id
     _announce(registration, file, SweepQueue(connection, sweep_id), command="enqueue")
     console.print(f"start workers with `hq-sweep start-workers --sweep {sweep_id}`",
                   highlight=False)
     if detach:
-        _spawn_controller(SweepQueue(connection, sweep_id), url, lock_lease)
+        _spawn_controller(SweepQueue(connection, sweep_id), server, lock_lease)
         return
     _run_controller(SweepQueue(connection, sweep_id), lock_lease, progress_every)
 
 
-def _spawn_controller(queue: SweepQueue, url: str, lock_lease: float) -> None:
+def _spawn_controller(queue: SweepQueue, server: ServerRef, lock_lease: float) -> None:
     logs = default_state_dir() / "logs" / queue.sweep_id
+    # The controller outlives this command: a credentials file written for it stays (0600).
+    url_env = Handoff(server).env
     with console.status("starting the controller"):
-        started = spawn_controller(
-            queue, {REDIS_URL_VAR: url}, lock_lease, logs, CONTROLLER_START_S
-        )
+        started = spawn_controller(queue, url_env, lock_lease, logs, CONTROLLER_START_S)
     if started.standing_by:
         console.print(
             f"another controller holds sweep {queue.sweep_id}: this one (pid {started.pid}, log "
@@ -291,7 +295,7 @@ def controller_command(
 ) -> None:
     """Run (or resume, or stand by for) the controller of a registered sweep."""
     setup_logging()
-    queue = open_sweep(resolve_redis_url(redis_url, sweep=sweep), sweep)
+    queue = open_sweep(locate_server(redis_url, sweep=sweep), sweep)
     _run_controller(queue, lock_lease, progress_every)
 
 

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import logging
+import os
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
+from typer.core import TyperGroup
 
 from hq_sweep.errors import EXIT_FAILURE, HqSweepError
-from hq_sweep.queue.client import connect
+from hq_sweep.queue.client import connect, redact
 from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.sweep import SweepQueue
+from hq_sweep.server.credentials import ServerRef
 
 
 class PipeConsole(Console):
@@ -74,14 +79,23 @@ def _print_version(wanted: bool) -> None:
     raise typer.Exit(0)
 
 
+DEBUG_VAR = "HQ_SWEEP_DEBUG"
+
+
 def app_options(
     version: Annotated[bool, typer.Option(
         "--version", callback=_print_version, is_eager=True,
         help="Print hq-sweep's version and exit.")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", envvar=DEBUG_VAR, show_envvar=True,
+        help="Show the traceback behind an error, here and in the workers and controllers "
+        "this command starts.")] = False,
 ) -> None:
     # The top-level app's own options (its callback); deliberately no docstring: the app's
     # help text is the one given to typer.Typer.
     del version
+    if debug:  # the environment carries it to every process started from here
+        os.environ[DEBUG_VAR] = "1"
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -89,23 +103,73 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     raise typer.Exit(code)
 
 
+def debug_wanted() -> bool:
+    """`hq-sweep --debug ...` (which sets it) or $HQ_SWEEP_DEBUG: show tracebacks."""
+    return os.environ.get(DEBUG_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _print_traceback(exc: BaseException) -> None:
+    for chunk in traceback.format_exception(exc):
+        sys.stderr.write(redact(chunk))  # a URL in a message must not show its password
+    sys.stderr.flush()
+
+
+def _report(exc: HqSweepError) -> None:
+    for line in exc.lines():
+        if exc.prefixed:
+            console.print(Text.assemble(("error:", "bold red"), " ", line), soft_wrap=True)
+        else:
+            console.print(Text(line, style="red"), soft_wrap=True)
+
+
+# What typer's click turns into an exit itself (usage errors: 2; "Aborted!"; a closed pipe).
+_CLICK_EXITS = (typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError)
+
+
+@contextlib.contextmanager
+def error_boundary() -> Iterator[None]:
+    """Known failures become their message and exit code; anything else (a bug) one line,
+    `internal error: Type: message`, and exit 1. Never a traceback unless `--debug`."""
+    try:
+        yield
+    except _CLICK_EXITS:
+        raise
+    except HqSweepError as exc:
+        if debug_wanted():
+            _print_traceback(exc)
+        _report(exc)
+        raise typer.Exit(exc.exit_code) from None
+    except Exception as exc:  # a bug: say what, hide the traceback, keep the password out
+        if debug_wanted():
+            _print_traceback(exc)
+            hint = ""
+        else:
+            hint = " (run with --debug for the traceback)"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        what = redact(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+        console.print(Text.assemble(("internal error:", "bold red"), f" {what}{hint}"),
+                      soft_wrap=True)
+        raise typer.Exit(EXIT_FAILURE) from None
+
+
 def friendly_errors(func: F) -> F:
     """Known failures become one clear line and a non-zero exit, never a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
+        with error_boundary():
             return func(*args, **kwargs)
-        except HqSweepError as exc:
-            for line in exc.lines():
-                if exc.prefixed:
-                    console.print(Text.assemble(("error:", "bold red"), " ", line),
-                                  soft_wrap=True)
-                else:
-                    console.print(Text(line, style="red"), soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class HqSweepGroup(TyperGroup):
+    """The top-level app: every error, also one raised outside a command's body (an option's
+    callback, a sub-app), passes the same boundary."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
+        with error_boundary():
+            return super().invoke(ctx)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -125,9 +189,10 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def open_sweep(url: str, sweep: str | None) -> SweepQueue:
-    """The sweep named, or the newest one on the server; a clear error when there is none."""
-    connection = connect(url)
+def open_sweep(url: str | ServerRef, sweep: str | None) -> SweepQueue:
+    """The sweep named, or the newest one on the server; a clear error when there is none.
+    Given a ServerRef, the connection follows a server that moves (see `ServerRef.connect`)."""
+    connection = connect(url) if isinstance(url, str) else url.connect()
     registry = SweepRegistry(connection)
     if sweep is None:
         sweep = registry.latest()

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hq_sweep.env import without_server_vars
 from hq_sweep.errors import HqSweepError
 from hq_sweep.queue.lock_token import holds
 from hq_sweep.queue.sweep import SweepQueue
@@ -32,13 +33,16 @@ class Detached:
 def spawn_controller(
     queue: SweepQueue, url_env: dict[str, str], lock_lease: float, logs: Path, timeout_s: float
 ) -> Detached:
+    """Start `hq-sweep controller` in its own session, told where the server is by `url_env`
+    (a file's path: `server.handoff`), with its output in `logs/controller.log`."""
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / "controller.log"
     with open(log_path, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "hq_sweep", "controller", queue.sweep_id,
              "--lock-lease", str(lock_lease)],
-            env={**os.environ, **url_env},
+            # `url_env` names the file with the URL; no URL of ours is inherited.
+            env={**without_server_vars(os.environ), **url_env},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -18,9 +18,11 @@ from hq_sweep.launchers.local import LocalLauncher
 from hq_sweep.queue.client import Client
 from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.sweep import SweepQueue
-from hq_sweep.server.connection import NoServerError, default_state_dir, resolve_redis_url
+from hq_sweep.server.connection import NoServerError, default_state_dir, locate_server
+from hq_sweep.server.credentials import ServerRef
+from hq_sweep.server.handoff import Handoff
 from hq_sweep.server.process import start_server
-from hq_sweep.spec.sweep import SweepSpec, parse_spec
+from hq_sweep.spec.sweep import SweepSpec, parse_stored_spec
 
 log = logging.getLogger("hq_sweep")
 
@@ -35,10 +37,10 @@ class WorkersCannotStart(SweepAborted):
     exit_code = exitcodes.UNUSABLE
 
 
-def ensure_server(explicit: str | None, say: Callable[[str], None]) -> str:
-    """A server URL: the one given or recorded, else a new persistent server started here."""
+def ensure_server(explicit: str | None, say: Callable[[str], None]) -> ServerRef:
+    """A server: the one given or recorded, else a new persistent server started here."""
     try:
-        return resolve_redis_url(explicit)
+        return locate_server(explicit)
     except NoServerError:
         if explicit:
             raise
@@ -48,7 +50,7 @@ def ensure_server(explicit: str | None, say: Callable[[str], None]) -> str:
         "it keeps running so `hq-sweep status`/`best` can read the results — "
         "`hq-sweep server stop` stops it"
     )
-    return info.url
+    return locate_server(state_dir=info.state_dir)  # through its connection file
 
 
 class SpecMismatch(InvalidInput):
@@ -70,10 +72,8 @@ def _spec_json(spec: SweepSpec) -> str:
 
 
 def stored_spec(queue: SweepQueue) -> SweepSpec:
-    meta = queue.meta.read()
-    if not meta.get("spec"):
-        raise KeyError(f"no sweep {queue.sweep_id!r} on this server")
-    return parse_spec(json.loads(meta["spec"]), source=f"sweep {queue.sweep_id}")
+    """The sweep's spec as registered; a damaged one is a StoredSpecError, not a crash."""
+    return parse_stored_spec(queue.meta.read().get("spec"), queue.sweep_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +163,7 @@ class LocalRun:
     pruner), else the one the spec names."""
 
     connection: Client
-    url: str
+    server: ServerRef | str  # a bare URL reaches the workers in a credentials file
     sweep_id: str
     spec: SweepSpec
     workers: int
@@ -175,7 +175,9 @@ class LocalRun:
         thread = ControllerThread(Controller(queue, self.spec, self.options, self.strategy))
         thread.start()
         logs = default_state_dir() / "logs" / self.sweep_id
-        launcher = LocalLauncher(self.workers, self.url, self.sweep_id, log_dir=logs)
+        server = self.server if isinstance(self.server, ServerRef) else ServerRef(self.server)
+        # The launcher removes a credentials file the handoff writes once it stops.
+        launcher = LocalLauncher(self.workers, Handoff(server), self.sweep_id, log_dir=logs)
         launcher.start()
         return thread, launcher
 

@@ -44,7 +44,7 @@ from hq_sweep.results.summary import (
     top_trials,
     trial_rows,
 )
-from hq_sweep.server.connection import resolve_redis_url
+from hq_sweep.server.connection import locate_server
 from hq_sweep.spec.sweep import load_spec
 
 
@@ -238,7 +238,7 @@ def monitor(
 
     Exit codes: 0 finished (or Ctrl-C); 3 stalled: its workers cannot start (the view says
     why and what to do)."""
-    queue = open_sweep(resolve_redis_url(redis_url, sweep=sweep), sweep)
+    queue = open_sweep(locate_server(redis_url, sweep=sweep), sweep)  # follows a move
     total = sweep_total(stored_spec(queue))
     if once:
         snap = ProgressPrinter(queue, total, say=_say_out).snapshot()

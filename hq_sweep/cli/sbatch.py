@@ -19,6 +19,7 @@ import typer
 from rich.markup import escape
 
 from hq_sweep.cli.common import console, fail, friendly_errors
+from hq_sweep.env import without_server_vars
 from hq_sweep.launchers.batch.script import SbatchOptions, render_sbatch
 from hq_sweep.server.connection import ENV_STATE_DIR, sweep_state_dir
 from hq_sweep.spec.sweep import load_spec
@@ -65,7 +66,8 @@ def _submit(script: Path) -> str:
         )
     try:
         done = subprocess.run(
-            [command, "--parsable", str(script)], capture_output=True, text=True, check=False
+            [command, "--parsable", str(script)], capture_output=True, text=True, check=False,
+            env=without_server_vars(os.environ),  # the job finds its server in the state dir
         )
     except OSError as exc:
         fail(f"--submit: cannot run {command}: {exc.strerror or exc}")

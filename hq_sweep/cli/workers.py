@@ -3,6 +3,7 @@ launcher (local processes, Slurm steps, HyperQueue tasks), and their exit codes.
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Annotated
 
@@ -18,13 +19,15 @@ from hq_sweep.cli.common import (
     friendly_errors,
     setup_logging,
 )
+from hq_sweep.env import REDIS_URL
 from hq_sweep.errors import HqSweepError
 from hq_sweep.launchers.registry import Launcher, LauncherName, make_launcher
 from hq_sweep.queue.client import connect
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.monitor import stall_fix
 from hq_sweep.results.summary import finished_count
-from hq_sweep.server.connection import resolve_redis_url
+from hq_sweep.server.connection import locate_server
+from hq_sweep.server.handoff import Handoff
 from hq_sweep.worker.lifecycle import SweepEnded, run_worker, sweep_over
 from hq_sweep.worker.warm_loop import WorkerOptions
 
@@ -38,7 +41,9 @@ def worker(
 ) -> None:
     """Run one warm worker in this process (what start-workers launches)."""
     setup_logging()
-    connection = connect(resolve_redis_url(redis_url, sweep=sweep))
+    connection = locate_server(redis_url, sweep=sweep).connect()
+    # Found: the user's code (and what it starts) has no need of a URL exported for our CLI.
+    os.environ.pop(REDIS_URL, None)
     try:
         code = run_worker(connection, sweep, WorkerOptions(count=count), wait_s=wait)
     except SweepEnded as exc:
@@ -68,15 +73,22 @@ def start_workers(
     count: CountOption = None,
 ) -> None:
     """Start warm workers (local, Slurm steps or HyperQueue) and wait until the sweep ends."""
-    url = resolve_redis_url(redis_url, sweep=sweep)
+    server = locate_server(redis_url, sweep=sweep)
+    url = server.url
     if sweep is not None:
         _refuse_finished(url, sweep)
     # A launcher that cannot run here (no allocation, no hyperqueue package, no HQ server)
     # raises a LauncherError: friendly_errors makes it one line, not a traceback.
     worker_args = ["--count", str(count)] if count is not None else []
-    launcher = make_launcher(launcher_name, url, sweep, workers=workers,
-                             workers_per_gpu=per_gpu, cpus_per_worker=cpus,
-                             worker_args=worker_args)
+    with Handoff(server) as handoff:  # a credentials file it wrote goes when the workers do
+        launcher = make_launcher(launcher_name, handoff, sweep, workers=workers,
+                                 workers_per_gpu=per_gpu, cpus_per_worker=cpus,
+                                 worker_args=worker_args)
+        _supervise(launcher)
+    _report(launcher, url, sweep)
+
+
+def _supervise(launcher: Launcher) -> None:
     launcher.start()
     console.print(f"started {launcher.describe()}", highlight=False)
     _forward_signals(launcher)
@@ -86,6 +98,10 @@ def start_workers(
         # Ctrl-C normally arrives as a forwarded SIGINT; a KeyboardInterrupt raised anyway
         # (another handler installed meanwhile) must not orphan the workers.
         launcher.stop()
+
+
+def _report(launcher: Launcher, url: str, sweep: str | None) -> None:
+    """How the workers ended, as the exit status of start-workers."""
     codes = launcher.exit_codes()
     ended = "workers ended: " + ", ".join(exitcodes.describe(c) for c in codes)
     if codes and all(code == exitcodes.ENDED for code in codes):

@@ -255,6 +255,9 @@ class Controller:
         patiently(lambda: ping(self.queue.connection), "controller")
         patiently(self._keep_lock, "controller lock")
         patiently(self.reconcile, "reconcile")
+        # Leases run on the server's clock, which went on while it was down: give the
+        # workers' heartbeats one lease to renew before expired-looking trials are requeued.
+        self._last_reap = time.monotonic() + self.spec.lease
         log.warning("Redis is back; sweep goes on")
 
     def reconcile(self) -> None:
@@ -303,11 +306,14 @@ class Controller:
             want = min(want, remaining)
         if want <= 0 or (want < batch and outstanding >= workers * batch):
             return
-        tasks = self.strategy.ask(range(self.next_number, self.next_number + want))
+        first = self.next_number
+        tasks = self.strategy.ask(range(first, first + want))
         if tasks:
             self.next_number += len(tasks)
             batches = [tasks[i : i + batch] for i in range(0, len(tasks), batch)]
-            self.queue.trials.enqueue(batches, self.next_number)
+            # Asked trials exist only here until Redis holds them: a server that dies now
+            # must not lose them (fenced by `next`: a retry after a lost reply is a no-op).
+            patiently(lambda: self.queue.trials.enqueue(batches, first), "enqueue trials")
 
     # ---- publishing ---------------------------------------------------------------------
 

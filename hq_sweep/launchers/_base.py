@@ -11,13 +11,15 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from hq_sweep.env import REDIS_URL, without_server_vars
 from hq_sweep.errors import HqSweepError
 
-# The Redis URL holds a password: workers get it in their environment, never in argv (`ps`).
-REDIS_URL_VAR = "HQ_SWEEP_REDIS_URL"
+# The Redis URL holds a password: no launcher sets it for a worker (nor passes it in argv);
+# workers get the path of the file that holds it, from a ServerHandoff.
+REDIS_URL_VAR = REDIS_URL
 # Once one of these has been forwarded the workers are being asked to leave (SIGUSR1: Slurm's
 # walltime warning): a launcher drains, i.e. it restarts nothing after that.
 STOPPING_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGUSR1})
@@ -25,6 +27,24 @@ STOPPING_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGUSR1})
 
 class LauncherError(HqSweepError):
     """A launcher cannot run here (a package, a server or an allocation is missing)."""
+
+
+class ServerHandoff(Protocol):
+    """How workers find the Redis server without its secret (`server.handoff.Handoff`)."""
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """Variables for a worker's environment: the path of a 0600 file with the URL."""
+
+    def close(self) -> None:
+        """No worker will start again: remove what only the workers needed."""
+
+
+def worker_env(base: Mapping[str, str], server: ServerHandoff,
+               extra: Mapping[str, str]) -> dict[str, str]:
+    """A worker's environment: `base` without any route to the secret (a URL the user
+    exported for hq-sweep's own CLI included), the handoff's file, then `extra`."""
+    return {**without_server_vars(base), **server.env, **extra}
 
 
 @runtime_checkable
@@ -57,7 +77,7 @@ class Launcher(Protocol):
 
 
 def worker_command(sweep_id: str | None, extra: Sequence[str] = ()) -> list[str]:
-    """The argv of one warm worker (the URL travels in REDIS_URL_VAR)."""
+    """The argv of one warm worker (where the server is travels in its environment)."""
     command = [sys.executable, "-m", "hq_sweep", "worker"]
     if sweep_id is not None:
         command += ["--sweep", sweep_id]

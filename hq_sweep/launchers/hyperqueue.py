@@ -6,11 +6,12 @@ CUDA_VISIBLE_DEVICES to the task's own GPUs). One job per worker rather than one
 because HQ's Python API reports state per job only: this way each worker's end is seen on its
 own, and a single worker can be resubmitted.
 
-Environment: the Redis URL (it holds a password) travels in the task's environment, never in
-argv, so it does not show in `ps` on the node (HQ keeps it in the server's memory, readable
-only by whoever owns the server directory). Each task also gets HQ_SWEEP_RANK (its worker
-index), HQ_SWEEP_WORLD_SIZE and HQ_SWEEP_LOCAL_RANK=0; the node is left for the worker to read
-where it runs (hostname or SLURMD_NODENAME), since the submitting host is not the worker's.
+Environment: a task learns where the Redis server is from the path of the 0600 file holding
+the URL (a `ServerHandoff`), never the URL itself, neither in its environment nor in argv: HQ
+keeps task environments in its server's memory and journal, and `ps` shows argv. Each task
+also gets HQ_SWEEP_RANK (its worker index), HQ_SWEEP_WORLD_SIZE and HQ_SWEEP_LOCAL_RANK=0; the
+node is left for the worker to read where it runs (hostname or SLURMD_NODENAME), since the
+submitting host is not the worker's.
 
 Server: `server_dir`, else $HQ_SERVER_DIR, else HQ's default `~/.hq-server` (the Python client
 itself ignores HQ_SERVER_DIR, unlike the `hq` CLI, so the variable is read here).
@@ -45,12 +46,13 @@ from typing import Any
 from hq_sweep.env import LOCAL_RANK, RANK, WORLD_SIZE
 from hq_sweep.exitcodes import DELIBERATE, DRAINED, ERROR, describe
 from hq_sweep.launchers._base import (
-    REDIS_URL_VAR,
     STOPPING_SIGNALS,
     LauncherError,
+    ServerHandoff,
     log_event,
     supervise,
     worker_command,
+    worker_env,
 )
 from hq_sweep.launchers.slots import Action, CrashPolicy, Slots, exit_reason, gave_up_text
 
@@ -91,7 +93,7 @@ class HyperQueueLauncher:
     """Submits `count` workers as HQ tasks and supervises them until the sweep ends."""
 
     count: int
-    redis_url: str
+    server: ServerHandoff
     sweep_id: str | None
     gpus_per_worker: int = field(default=0, kw_only=True)
     cpus_per_worker: int = field(default=1, kw_only=True)
@@ -164,7 +166,10 @@ class HyperQueueLauncher:
     def wait(self, timeout_s: float | None) -> bool:
         """Supervise until no slot is active (None: however long); True if that happened."""
         # HQ offers no blocking wait with a timeout: plain sleeps between passes.
-        return supervise(self.poll, self.active, time.sleep, _POLL_S, timeout_s)
+        if supervise(self.poll, self.active, time.sleep, _POLL_S, timeout_s):
+            self.server.close()  # only now: a queued task still has to read its file
+            return True
+        return False
 
     def signal_all(self, sig: int) -> None:
         """HQ cannot signal a task: a stopping signal (SIGTERM, SIGINT, SIGUSR1) becomes a
@@ -216,8 +221,8 @@ class HyperQueueLauncher:
 
     def _task_env(self, rank: int) -> dict[str, str]:
         # LOCAL_RANK 0: HQ gives each task its own CUDA_VISIBLE_DEVICES, so its GPU is cuda:0.
-        return {**self.env, RANK: str(rank), LOCAL_RANK: "0", WORLD_SIZE: str(self.count),
-                REDIS_URL_VAR: self.redis_url}
+        return worker_env(self.env, self.server,
+                          {RANK: str(rank), LOCAL_RANK: "0", WORLD_SIZE: str(self.count)})
 
     def _submit(self, rank: int) -> int:
         from hyperqueue import Job

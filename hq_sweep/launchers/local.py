@@ -1,8 +1,10 @@
 """Local launcher: N supervised worker processes, with the env a Slurm task would get.
 
-The Redis URL (with its password) travels in the environment, never on the command line,
-so it does not show in `ps`. Whether and when a worker is started again is the shared policy's
-(`hq_sweep.launchers.slots`); this module only runs the processes and their log files.
+Workers learn where the Redis server is from their environment: the path of a 0600 file
+holding the URL (a `ServerHandoff`), never the URL itself nor anything on the command line,
+so the password shows neither in `ps` nor in /proc/PID/environ. Whether and when a worker is
+started again is the shared policy's (`hq_sweep.launchers.slots`); this module only runs the
+processes and their log files.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from hq_sweep.exitcodes import describe
 from hq_sweep.launchers._base import (
     REDIS_URL_VAR,
     STOPPING_SIGNALS,
+    ServerHandoff,
     log_event,
     supervise,
     worker_command,
+    worker_env,
 )
 from hq_sweep.launchers.slots import (
     Action,
@@ -46,7 +50,7 @@ class LocalLauncher:
     """Starts a fixed set of local worker processes and keeps them running."""
 
     count: int
-    redis_url: str
+    server: ServerHandoff
     sweep_id: str | None
     log_dir: Path | None = None  # None: workers share this process's stdout/stderr
     extra_args: Sequence[str] = ()
@@ -113,7 +117,10 @@ class LocalLauncher:
 
     def wait(self, timeout_s: float | None) -> bool:
         """Supervise until no slot is active (None: however long); True if that happened."""
-        return supervise(self.poll, self.active, self._nap, _TICK_S, timeout_s)
+        if supervise(self.poll, self.active, self._nap, _TICK_S, timeout_s):
+            self.server.close()
+            return True
+        return False
 
     def signal_all(self, sig: int) -> None:
         """Forward `sig` to every live worker; a stopping signal also ends all restarts."""
@@ -136,6 +143,7 @@ class LocalLauncher:
                 if process.poll() is None:
                     process.kill()
             _reap(live, 5.0)
+        self.server.close()
 
     def exit_codes(self) -> list[int | None]:
         """Each slot's latest exit code (None: its current worker is still running)."""
@@ -198,12 +206,15 @@ class LocalLauncher:
     def _open_log(self, rank: int) -> IO[bytes] | None:
         if self.log_dir is None:
             return None
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # Private (0700/0600): a worker's log holds what its trials print.
+        self.log_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.log_dir.mkdir(mode=0o700, exist_ok=True)
         # Append: restarted workers (and reruns of the sweep) add to the same file.
-        return open(self.log_dir / f"worker-{rank}.log", "ab")
+        path = self.log_dir / f"worker-{rank}.log"
+        return open(path, "ab", opener=lambda name, flags: os.open(name, flags, 0o600))
 
     def _popen(self, rank: int, log: IO[bytes] | None) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **local_worker_env(rank, self.count), REDIS_URL_VAR: self.redis_url}
+        env = worker_env(os.environ, self.server, local_worker_env(rank, self.count))
         command = self.command or worker_command(self.sweep_id, self.extra_args)
         return subprocess.Popen(
             list(command),

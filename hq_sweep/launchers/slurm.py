@@ -9,8 +9,10 @@ CPUs, which leaves the GPUs exclusive. With K workers per GPU one step runs K ta
 
 Supervision (restarts with backoff, deliberate exits) is LocalLauncher's: srun exits with its
 tasks' highest exit code. SIGUSR1 is forwarded through srun; SIGTERM/SIGINT through `scancel
---signal` (srun would abort the step: see SlurmLauncher). The Redis URL reaches the steps in
-the environment, which srun propagates; never on the command line.
+--signal` (srun would abort the step: see SlurmLauncher). Where the Redis server is reaches
+the steps in the environment, which srun propagates: the path of the 0600 file holding the URL
+(a `ServerHandoff`; the file must be on a file system the nodes share, as the state dir is),
+never the URL itself, nor anything on the command line.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from hq_sweep.env import (
     run_command,
 )
 from hq_sweep.errors import HqSweepError
-from hq_sweep.launchers._base import REDIS_URL_VAR, LauncherError, worker_command
+from hq_sweep.launchers._base import LauncherError, ServerHandoff, worker_command, worker_env
 from hq_sweep.launchers.local import LocalLauncher
 
 log = logging.getLogger("hq_sweep.launcher")
@@ -115,12 +117,12 @@ def srun_command(step: Placement, name: str = "hq-sweep-worker") -> list[str]:
 
 
 def step_env(base: dict[str, str], step: Placement, rank: int, world: int,
-             redis_url: str) -> dict[str, str]:
+             server: ServerHandoff) -> dict[str, str]:
     """The step's environment: ours on top of the allocation's (srun propagates all of it)."""
-    env = {k: v for k, v in base.items() if k not in (RANK, LOCAL_RANK, WORLD_SIZE, NODE)}
+    kept = {k: v for k, v in base.items() if k not in (RANK, LOCAL_RANK, WORLD_SIZE, NODE)}
     # CUDA_VISIBLE_DEVICES is Slurm's to set per step; a stale one from the shell must not win.
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    env.update({WORLD_SIZE: str(world), NODE: step.node, REDIS_URL_VAR: redis_url})
+    kept.pop("CUDA_VISIBLE_DEVICES", None)
+    env = worker_env(kept, server, {WORLD_SIZE: str(world), NODE: step.node})
     if step.tasks == 1:  # a K-task step: SLURM_PROCID/SLURM_LOCALID tell its tasks apart
         env.update({RANK: str(rank), LOCAL_RANK: str(step.local_rank)})
     return env
@@ -188,7 +190,7 @@ class SlurmLauncher(LocalLauncher):
 
     def _popen(self, rank: int, log: IO[bytes] | None) -> subprocess.Popen[bytes]:
         step = self.placements[rank]
-        env = step_env(dict(os.environ), step, rank, self.workers, self.redis_url)
+        env = step_env(dict(os.environ), step, rank, self.workers, self.server)
         command = self.command or worker_command(self.sweep_id, self.extra_args)
         return subprocess.Popen(
             [*srun_command(step, self.step_name), *command],
@@ -198,7 +200,7 @@ class SlurmLauncher(LocalLauncher):
         )
 
 
-def from_allocation(redis_url: str, sweep_id: str | None, *, workers: int | None = None,
+def from_allocation(server: ServerHandoff, sweep_id: str | None, *, workers: int | None = None,
                     workers_per_gpu: int = 1, cpus_per_worker: int | None = None,
                     allocation: Allocation | None = None,
                     extra_args: Sequence[str] = ()) -> SlurmLauncher:
@@ -213,5 +215,5 @@ def from_allocation(redis_url: str, sweep_id: str | None, *, workers: int | None
     if not plan:
         raise LauncherError(f"Slurm job {allocation.job_id} has no room for a worker "
                            f"({allocation.nodes})")
-    return SlurmLauncher(len(plan), redis_url, sweep_id, extra_args=extra_args,
+    return SlurmLauncher(len(plan), server, sweep_id, extra_args=extra_args,
                          placements=plan, job_id=allocation.job_id)

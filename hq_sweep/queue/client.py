@@ -4,11 +4,13 @@ become the project's own (`errors.RedisUnavailable`, `RedisRefused`, `TransportE
 Every command sent through a `Client` (directly, in a pipeline, or by a Lua script) raises
 only `TransportError`s, so nothing past the queue imports `redis.exceptions`. rq gets a plain
 redis-py client on the same connection pool (`for_rq`): rq catches redis-py's own errors.
+Both tell the pool whether the server answered, so a client given `reread` follows a server
+that moved (`repoint`).
 """
 
 from __future__ import annotations
 
-import re
+import copy
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,29 +20,14 @@ from redis.client import Pipeline
 from redis.retry import Retry
 
 from hq_sweep.errors import RedisRefused, RedisUnavailable, TransportError
+from hq_sweep.queue.redaction import redact
+from hq_sweep.queue.repoint import MovablePool
+
+__all__ = ["Client", "ScriptMissing", "connect", "for_rq", "redact", "text", "translate"]
 
 _T = TypeVar("_T")
-# `password=` in the query string is also honoured by redis-py, so it must be hidden too.
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _PERMANENT = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
-
-
-def redact(url: str) -> str:
-    """Replace any password (user-info or `password=` query) in `url` with `***`."""
-    text = _QUERY_PASSWORD.sub(r"\1***", url)
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        return text
-    # User-info ends at the last '@' before the query: over-redacting an '@' in a socket
-    # path is harmless, while stopping at the first '@' could leak half a password.
-    head, qsep, tail = rest.partition("?")
-    userinfo, at, hostpart = head.rpartition("@")
-    if not at or not userinfo:
-        return text
-    user, colon, _secret = userinfo.partition(":")
-    # A lone user-info token is ambiguous (`redis://SECRET@host`), so hide it as well.
-    hidden = f"{user}:***" if colon else "***"
-    return f"{scheme}://{hidden}@{hostpart}{qsep}{tail}"
 
 
 class ScriptMissing(TransportError):
@@ -66,12 +53,35 @@ def text(raw: bytes | str | None) -> str | None:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
+def _note(pool: Any, error: BaseException | None) -> bool:
+    """Tell a MovablePool whether the server answered; True when that made the pool follow
+    the server to where its file now says it is."""
+    if not isinstance(pool, MovablePool):
+        return False
+    if isinstance(error, _PERMANENT):
+        return pool.refused()
+    if isinstance(error, _UNREACHABLE):
+        return pool.unreachable()
+    pool.reachable()
+    return False
+
+
+def _translate_noted(pool: Any, exc: redis.exceptions.RedisError) -> TransportError:
+    """`translate(exc)`, after telling the pool; a refusal that made it follow the server is
+    an outage (callers retry those), not a wrong password."""
+    if _note(pool, exc) and isinstance(exc, _PERMANENT):
+        return RedisUnavailable("the server's secret changed; reconnecting")
+    return translate(exc)
+
+
 class _Pipeline(Pipeline):
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         try:
-            return super().execute(raise_on_error)
+            replies = super().execute(raise_on_error)
         except redis.exceptions.RedisError as exc:
-            raise translate(exc) from exc
+            raise _translate_noted(self.connection_pool, exc) from exc
+        _note(self.connection_pool, None)
+        return replies
 
 
 class Client(redis.Redis):
@@ -79,23 +89,49 @@ class Client(redis.Redis):
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         try:
-            return super().execute_command(*args, **options)
+            reply = super().execute_command(*args, **options)
         except redis.exceptions.RedisError as exc:
-            raise translate(exc) from exc
+            raise _translate_noted(self.connection_pool, exc) from exc
+        _note(self.connection_pool, None)
+        return reply
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
         return _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
 
+class _RqClient(redis.Redis):
+    """redis-py's own client (rq catches redis-py's errors), noting outages like Client."""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            reply = super().execute_command(*args, **options)
+        except redis.exceptions.RedisError as exc:
+            _note(self.connection_pool, exc)
+            raise
+        _note(self.connection_pool, None)
+        return reply
+
+
 def for_rq(client: redis.Redis) -> redis.Redis:
     """A plain redis-py client sharing `client`'s connections, for rq (which expects
     redis-py's exceptions)."""
-    return redis.Redis(connection_pool=client.connection_pool)
+    return _RqClient(connection_pool=client.connection_pool)
 
 
 class _TransientRetry(Retry):
     """Retry connection trouble, but not a refused password: redis-py files auth errors under
-    ConnectionError, and retrying one only delays the message the user needs."""
+    ConnectionError, and retrying one only delays the message the user needs.
+
+    On a pool that can follow its server (`pool` set), connection trouble is then ridden out
+    for the pool's `outlast` window, here, under every command: rq's own calls (a job's
+    bookkeeping, its pub/sub) have no retry of their own, and one that fails ends the worker.
+    """
+
+    pool: MovablePool | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _TransientRetry:
+        # redis-py deep-copies the policy into each connection: share the pool, not a copy.
+        return copy.copy(self)
 
     def call_with_retry(
         self,
@@ -109,11 +145,17 @@ class _TransientRetry(Retry):
                 return False
             return is_retryable(error) if is_retryable else True
 
-        return super().call_with_retry(do, fail, retryable, with_failure_count)
+        while True:
+            try:
+                return super().call_with_retry(do, fail, retryable, with_failure_count)
+            except _UNREACHABLE as exc:
+                if isinstance(exc, _PERMANENT) or self.pool is None or not self.pool.outlast():
+                    raise
 
 
 def connect(
-    url: str, *, socket_timeout: float | None = 30.0, client_name: str | None = None
+    url: str, *, socket_timeout: float | None = 30.0, client_name: str | None = None,
+    reread: Callable[[], str] | None = None,
 ) -> Client:
     """A client for `url` with hq-sweep's connection policy.
 
@@ -122,7 +164,8 @@ def connect(
     worker connections; transient connection errors are retried a few times with
     exponential backoff. Callers issuing blocking commands longer than `socket_timeout`
     must raise it (or pass None). Retried writes may apply twice: state changes that must
-    not are fenced by the queue's Lua scripts, not by this client.
+    not are fenced by the queue's Lua scripts, not by this client. `reread`: where the URL
+    came from, read again after an outage of `repoint.REREAD_AFTER_S` (None: never).
     """
     retry = _TransientRetry(
         ExponentialBackoff(cap=1.0, base=0.05),
@@ -131,7 +174,7 @@ def connect(
     )
     # TCP keepalive has no meaning on (and is refused by) a unix-socket connection.
     tcp: dict[str, Any] = {} if url.lower().startswith("unix:") else {"socket_keepalive": True}
-    client: Client = Client.from_url(  # type: ignore[assignment]
+    pool = MovablePool.from_url(
         url,
         decode_responses=False,
         health_check_interval=15,
@@ -141,4 +184,9 @@ def connect(
         client_name=client_name,
         **tcp,
     )
+    pool.reread = reread
+    if reread is not None:
+        retry.pool = pool  # before the first connection copies the policy
+    client = Client(connection_pool=pool)
+    client.auto_close_connection_pool = True  # as from_url's: close() closes the pool too
     return client

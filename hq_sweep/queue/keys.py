@@ -49,7 +49,10 @@ for anyone who can write to it).
     hqs:s:{id}:workers          HASH    worker name -> heartbeat JSON (node, gpu, rank, pid,
                                         seen, trial: {number, since} it runs now or null,
                                         done: trials it has run)
-    hqs:s:{id}:quarantine       LIST    malformed messages found in our keys, kept for a look
+    hqs:s:{id}:quarantine       LIST    malformed data found in our keys and rq's, kept for a
+                                        look: {where, error, raw (truncated), at} JSON, the
+                                        newest 1000 (`queue.quarantine`)
+    hqs:s:{id}:quarantined      STRING  how many items were quarantined, all told
     rq:queue:hqs-{id}, rq:job:* rq's own keys: jobs that send a worker to take ready trials
 
 State changes that must be atomic are Lua scripts in `lua/` (each documents its keys).

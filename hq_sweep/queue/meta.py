@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from hq_sweep.messages import dumps
-from hq_sweep.queue.client import Client, text
+from hq_sweep.queue.client import Client
 from hq_sweep.queue.keys import SweepKeys
+from hq_sweep.queue.quarantine import Quarantine
+
+_V = TypeVar("_V")
 
 BEST_POINTS = 500
 
@@ -16,17 +20,19 @@ BEST_POINTS = 500
 class SweepMeta:
     """The sweep's meta hash and the counters kept beside it (read without a scan)."""
 
-    def __init__(self, connection: Client, keys: SweepKeys) -> None:
+    def __init__(self, connection: Client, keys: SweepKeys,
+                 quarantine: Quarantine | None = None) -> None:
         self.connection = connection
         self.keys = keys
         self.key = keys.meta
+        self.quarantine = quarantine or Quarantine(connection, keys)
 
     def read(self) -> dict[str, str]:
-        raw = self.connection.hgetall(self.key)
-        return {text(k) or "": text(v) or "" for k, v in raw.items()}
+        return readable(self.connection.hgetall(self.key), str)
 
     def state(self) -> str | None:
-        return text(self.connection.hget(self.key, "state"))
+        raw = self.connection.hget(self.key, "state")
+        return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
 
     def set_finished(self, reason: str) -> None:
         self.connection.hset(self.key, mapping={"state": "finished", "finished_reason": reason,
@@ -84,22 +90,31 @@ class SweepMeta:
         return points
 
     def counts(self) -> dict[str, int]:
-        raw = self.connection.hgetall(self.keys.part("counts"))
-        return {text(k) or "": int(v) for k, v in raw.items()}
+        return readable(self.connection.hgetall(self.keys.part("counts")), int)
 
     def failure_kinds(self) -> dict[str, int]:
-        raw = self.connection.hgetall(self.keys.part("reasons"))
-        return {text(k) or "": int(v) for k, v in raw.items()}
+        return readable(self.connection.hgetall(self.keys.part("reasons")), int)
 
     def failure_lines(self) -> dict[str, str]:
         """Failure kind -> the latest failure of that kind in one line."""
-        raw = self.connection.hgetall(self.keys.part("failure_lines"))
-        return {text(k) or "": text(v) or "" for k, v in raw.items()}
+        return readable(self.connection.hgetall(self.keys.part("failure_lines")), str)
 
     def cost_totals(self) -> dict[str, float]:
         """Running cost totals (finish.lua): trial_s, gpu_s, rss_peak_mb, gpu_mem_peak_mb."""
-        raw = self.connection.hgetall(self.keys.part("cost"))
-        return {text(k) or "": float(v) for k, v in raw.items()}
+        return readable(self.connection.hgetall(self.keys.part("cost")), float)
 
     def quarantined(self) -> int:
-        return int(self.connection.llen(self.keys.part("quarantine")))
+        """How many malformed items readers set aside (`queue.quarantine`)."""
+        return self.quarantine.count()
+
+
+def readable(raw: Mapping[Any, Any], convert: Callable[[str], _V]) -> dict[str, _V]:
+    """A hash as text keys and `convert`ed values; a field that does not read (someone
+    else's garbage: binary, or not a number) is left out rather than crash the reader."""
+    found: dict[str, _V] = {}
+    for key, value in raw.items():
+        try:
+            found[key.decode(errors="replace")] = convert(value.decode())
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            continue
+    return found

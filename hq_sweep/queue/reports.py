@@ -3,11 +3,10 @@ coming back, and the controller's read of outcomes and reports (its news)."""
 
 from __future__ import annotations
 
-import contextlib
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, TypeVar
 
-from hq_sweep.errors import TransportError
 from hq_sweep.messages import (
     Action,
     Decision,
@@ -20,6 +19,7 @@ from hq_sweep.messages import (
 from hq_sweep.queue.blocking import pop_within
 from hq_sweep.queue.client import Client
 from hq_sweep.queue.keys import SweepKeys
+from hq_sweep.queue.quarantine import Quarantine
 from hq_sweep.queue.scripts import script
 
 _DECISION_TTL_MS = 60_000
@@ -48,9 +48,11 @@ class News(NamedTuple):
 class ReportChannel:
     """Reports, prune decisions and the controller's news for one sweep."""
 
-    def __init__(self, connection: Client, keys: SweepKeys) -> None:
+    def __init__(self, connection: Client, keys: SweepKeys,
+                 quarantine: Quarantine | None = None) -> None:
         self.connection = connection
         self.keys = keys
+        self.quarantine = quarantine or Quarantine(connection, keys)
 
     # ---- worker side --------------------------------------------------------------------
 
@@ -77,7 +79,8 @@ class ReportChannel:
             if reply == -1:
                 verdicts.superseded.add(number)
             elif reply:  # rare: a decision was flagged on this trial
-                for decision in self._decode_all([reply], Decision.decode):
+                for decision in self._decode_all([reply], Decision.decode,
+                                                 self.keys.trial(number)):
                     verdicts.decisions[number] = decision
         return verdicts
 
@@ -86,7 +89,8 @@ class ReportChannel:
         none came within `timeout_s` (the deadline is ours: `blocking.pop_within`)."""
 
         def current(raw: bytes) -> Decision | None:
-            return next((d for d in self._decode_all([raw], Decision.decode)
+            return next((d for d in self._decode_all([raw], Decision.decode,
+                                                     self.keys.decision(number))
                          if d.step >= step or d.cancels), None)
 
         return pop_within(self.connection, self.keys.decision(number), timeout_s, current)
@@ -112,11 +116,31 @@ class ReportChannel:
                 raw = self._pop_many(keys, limit)
                 raw[keys.index(first_key.decode())].insert(0, first)
         by_key = dict(zip(keys, raw, strict=True))
-        outcomes = self._decode_all(by_key[self.keys.part("results")], TrialOutcome.decode)
-        reports = self._decode_all(by_key.get(self.keys.part("reports"), []), Report.decode)
-        suggests = self._decode_all(by_key.get(self.keys.part("suggests"), []),
-                                    SuggestRequest.decode)
-        return News(outcomes, reports, suggests)
+        results, reports, suggests = (self.keys.part(k) for k in ("results", "reports", "suggests"))
+        outcomes = self._confirmed(self._decode_all(by_key[results], TrialOutcome.decode, results))
+        return News(outcomes, self._decode_all(by_key.get(reports, []), Report.decode, reports),
+                    self._decode_all(by_key.get(suggests, []), SuggestRequest.decode, suggests))
+
+    def _confirmed(self, outcomes: list[TrialOutcome]) -> list[TrialOutcome]:
+        """The outcomes their trial's record bears out (state, attempt, values). finish.lua
+        and stop_sweep.lua write the record and push the outcome in one step, so a genuine
+        outcome always matches; one that does not was written by someone else, and telling it
+        would end a trial that may still run (or one that never was), or tell false values."""
+        if not outcomes:
+            return outcomes
+        pipe = self.connection.pipeline(transaction=False)
+        for outcome in outcomes:
+            pipe.hmget(self.keys.trial(outcome.number), "state", "attempt", "values")
+        confirmed = []
+        for outcome, (state, attempt, values) in zip(outcomes, pipe.execute(), strict=True):
+            if (state == outcome.state.value.encode() and attempt_of(attempt) == outcome.attempt
+                    and values_of(values) == outcome.values):
+                confirmed.append(outcome)
+            else:
+                self.quarantine.put(self.keys.part("results"), outcome.encode(),
+                                    f"trial {outcome.number}'s record does not bear this outcome "
+                                    f"out (state {state!r}, attempt {attempt!r})")
+        return confirmed
 
     def decide(self, flags: Mapping[int, Decision], answers: Mapping[int, Decision]) -> None:
         """Flag decisions on trials (each trial's next report reads its flag) and answer the
@@ -137,20 +161,31 @@ class ReportChannel:
             pipe.lpop(key, limit)
         return [list(items or []) for items in pipe.execute()]
 
-    def _decode_all(self, items: Iterable[bytes], decode: Callable[[bytes], _M]) -> list[_M]:
+    def _decode_all(self, items: Iterable[bytes], decode: Callable[[bytes], _M],
+                    where: str) -> list[_M]:
+        """Decode each item; garbage is quarantined, never a crash."""
         decoded: list[_M] = []
         for raw in items:
             try:
                 decoded.append(decode(raw))
             except MessageError as exc:
-                self._quarantine(raw, exc)
+                self.quarantine.put(where, raw, str(exc))
         return decoded
 
-    def _quarantine(self, raw: bytes, exc: MessageError) -> None:
-        """Garbage in our keys is kept for inspection, never a crash."""
-        # Losing the copy of a bad message must not stop the sweep.
-        with contextlib.suppress(TransportError):
-            self.connection.rpush(
-                self.keys.part("quarantine"),
-                dumps({"error": str(exc), "raw": raw.decode(errors="replace")[:1000]}),
-            )
+
+def attempt_of(raw: bytes | None) -> int:
+    """A record's attempt field (0 when unset, -1 when it does not read)."""
+    try:
+        return int(raw or 0)
+    except ValueError:
+        return -1
+
+
+def values_of(raw: bytes | None) -> list[float] | None:
+    """A record's values field as an outcome holds them (floats; None when unset)."""
+    if not raw:
+        return None
+    try:
+        return [float(v) for v in json.loads(raw)]
+    except (ValueError, TypeError, OverflowError):
+        return []  # matches no outcome

@@ -17,8 +17,8 @@ import redis
 
 from hq_sweep.queue.client import ScriptMissing
 
-NAMES = ("create_sweep", "claim", "finish", "report", "cancel", "lock_renew", "lock_release",
-         "renew", "reap", "release", "stop_sweep", "suggest")
+NAMES = ("create_sweep", "enqueue", "claim", "finish", "report", "cancel", "lock_renew",
+         "lock_release", "renew", "reap", "release", "stop_sweep", "suggest")
 
 
 @dataclass(frozen=True, slots=True)

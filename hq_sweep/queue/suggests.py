@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from hq_sweep.messages import MessageError, SuggestAnswer, SuggestRequest, dumps
 from hq_sweep.queue.blocking import pop_within
-from hq_sweep.queue.client import Client, text
+from hq_sweep.queue.client import Client
 from hq_sweep.queue.keys import SweepKeys
 from hq_sweep.queue.scripts import script
 
@@ -64,8 +64,9 @@ class SuggestChannel:
             pipe.hmget(self.keys.trial(number), "state", "attempt")
         found: dict[int, tuple[str | None, int | None]] = {}
         for number, (state, attempt) in zip(numbers, pipe.execute(), strict=True):
-            raw = text(attempt)
-            found[number] = (text(state), int(raw) if raw and raw.isdigit() else None)
+            raw = attempt.decode(errors="replace") if attempt else ""  # garbage: no owner
+            found[number] = (state.decode(errors="replace") if state else None,
+                             int(raw) if raw.isascii() and raw.isdigit() else None)
         return found
 
     def answer(self, writes: Sequence[SuggestWrite]) -> list[bool]:

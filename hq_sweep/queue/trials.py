@@ -3,6 +3,7 @@ by workers, requeued when a lease expires, cancelled, and read back."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -10,13 +11,20 @@ from typing import Any
 
 from rq import Queue
 
+from hq_sweep.errors import HqSweepError
+from hq_sweep.limits import PARAM_BYTES, RECORD_BYTES, mib
 from hq_sweep.messages import TrialOutcome, TrialRecord, TrialState, TrialTask, dumps
 from hq_sweep.queue.client import Client
 from hq_sweep.queue.keys import SweepKeys
+from hq_sweep.queue.quarantine import Quarantine
 from hq_sweep.queue.scripts import script
 
 RUN_BATCH_FUNC = "hq_sweep.worker.warm_loop.run_trial_batch"
 RENEWED_CANCELLED = 2  # renew.lua: the lease is kept, but the trial is flagged for cancelling
+
+
+class EnqueueConflict(HqSweepError):
+    """The trial numbers a controller asked for were taken by another controller."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,40 +72,77 @@ def _record(number: Any, flat: Sequence[bytes]) -> TrialRecord:
     return TrialRecord.from_hash(int(number), dict(zip(pairs[::2], pairs[1::2], strict=True)))
 
 
-def _unreadable(record: TrialRecord, worker: str) -> Finish:
-    reason = f"unreadable record: {record.problem or 'no params'}"
+def _refused(record: TrialRecord, worker: str, reason: str, kind: str) -> Finish:
     outcome = TrialOutcome(record.number, record.attempt, TrialState.FAILED, reason=reason,
                            worker=worker)
-    return Finish(outcome, time.time(), failure_kind="unreadable record")
+    return Finish(outcome, time.time(), failure_kind=kind)
+
+
+def _stored_fields(item: Finish) -> tuple[Finish, dict[str, str]]:
+    """The record fields an attempt's end writes; where they are over `limits.RECORD_BYTES`
+    (the worker checks the result itself: this is the last line), a failure saying so
+    instead, storing none of them."""
+    fields = item.record().finish_fields()
+    fields.update(item.rewrite or {})
+    size = sum(map(len, fields.values()))
+    if size <= RECORD_BYTES:
+        return item, fields
+    out = item.outcome
+    reason = (f"too large: the trial's record would take {mib(size)}; the limit is "
+              f"{mib(RECORD_BYTES)} (hq_sweep.limits.RECORD_BYTES)")
+    failed = TrialOutcome(out.number, out.attempt, TrialState.FAILED, reason=reason,
+                          duration=out.duration, worker=out.worker)
+    item = Finish(failed, item.ended_at, failure_kind="too large", cost=item.cost)
+    return item, item.record().finish_fields()
+
+
+def oversized_param(params: dict[str, Any], text_size: int) -> str:
+    """Why a trial's parameters are refused ("" when they are not): a value over
+    `limits.PARAM_BYTES` as JSON. `text_size`: the stored params' length, the quick check."""
+    if text_size <= PARAM_BYTES:
+        return ""
+    for name, value in params.items():
+        size = len(dumps(value))
+        if size > PARAM_BYTES:
+            return (f"too large: parameter {name!r} takes {mib(size)} as JSON; the limit is "
+                    f"{mib(PARAM_BYTES)} a value (hq_sweep.limits.PARAM_BYTES)")
+    return ""
 
 
 class TrialStore:
     """One sweep's trial records, ready list and leases."""
 
-    def __init__(self, connection: Client, keys: SweepKeys, rq_queue: Queue) -> None:
+    def __init__(self, connection: Client, keys: SweepKeys, rq_queue: Queue,
+                 quarantine: Quarantine | None = None) -> None:
         self.connection = connection
         self.keys = keys
         self.rq_queue = rq_queue
+        self.quarantine = quarantine or Quarantine(connection, keys)
 
     # ---- controller: enqueue, wake, reap, cancel ------------------------------------------
 
-    def enqueue(self, batches: Sequence[Sequence[TrialTask]], next_number: int) -> None:
-        """Write the trial records and hand them to workers as rq jobs, in one transaction."""
+    def enqueue(self, batches: Sequence[Sequence[TrialTask]], first: int) -> None:
+        """Write the trial records numbered `first`, `first`+1, ... and queue them, then
+        send workers rq jobs for them. Safe to call again with the same trials after a lost
+        reply: the sweep's `next` counter fences it (enqueue.lua), so nothing is queued twice.
+        Raises EnqueueConflict when `next` moved on meanwhile (another controller)."""
         now = time.time()
-        pipe = self.connection.pipeline(transaction=True)
-        total = 0
-        for batch in batches:
-            for task in batch:
-                record = TrialRecord(task.number, TrialState.QUEUED, params=task.params,
-                                     queued_at=now,
-                                     distributions=task.distributions or None).to_hash()
-                pipe.hset(self.keys.trial(task.number), mapping=record)  # type: ignore[arg-type]
-                total += 1
-        pipe.rpush(self.keys.part("ready"), *(t.number for batch in batches for t in batch))
-        pipe.hincrby(self.keys.part("counts"), "queued", total)
-        pipe.hset(self.keys.meta, "next", next_number)
-        self.wake(len(batches), max(len(b) for b in batches), pipeline=pipe)
-        pipe.execute()
+        tasks = [task for batch in batches for task in batch]
+        if not tasks:
+            return
+        records = [[str(task.number), TrialRecord(
+            task.number, TrialState.QUEUED, params=task.params, queued_at=now,
+            distributions=task.distributions or None).to_hash()] for task in tasks]
+        keys = [self.keys.meta, self.keys.part("ready"), self.keys.part("counts"),
+                *(self.keys.trial(task.number) for task in tasks)]
+        applied = script("enqueue").run(self.connection, keys,
+                                        [first, first + len(tasks), dumps(records)])
+        if int(applied) < 0:
+            raise EnqueueConflict(f"sweep {self.keys.sweep_id}: trial numbers from {first} "
+                                  "were taken meanwhile (another controller runs it)")
+        # rq jobs only carry the wake-up: lost ones are made up by the controller's
+        # housekeeping (queued trials, no job waiting).
+        self.wake(len(batches), max(len(b) for b in batches))
 
     def wake(self, jobs: int, batch: int, pipeline: Any = None) -> None:
         """Send `jobs` rq jobs, each telling a worker to take up to `batch` ready trials.
@@ -171,29 +216,32 @@ class TrialStore:
         pipe = self.connection.pipeline(transaction=False)
         for number in numbers:
             pipe.hgetall(self.keys.intermediate(number))
-        return {
-            number: {int(step): float(value) for step, value in raw.items()}
-            for number, raw in zip(numbers, pipe.execute(), strict=True)
-        }
+        return {number: _steps(raw) for number, raw in zip(numbers, pipe.execute(), strict=True)}
 
     # ---- workers ------------------------------------------------------------------------
 
     def claim(self, worker: str, limit: int, lease_s: float) -> list[Claim]:
         """Take up to `limit` ready trials, leased to `worker`. A claimed record that does
-        not read (garbage params) is failed at once, saying why, rather than run."""
+        not read (garbage params) or holds a parameter over the size limit is failed at
+        once, saying why, rather than run."""
         keys = [self.keys.part("counts"), self.keys.part("leases"), self.keys.part("ready"),
                 self.keys.meta]
         args: list[str | int] = [worker, int(lease_s * 1000), limit, self.keys.trial_prefix]
         flat = script("claim").run(self.connection, keys, args)
-        claims, unreadable = [], []
+        claims, refused = [], []
         for number, raw in zip(flat[::2], flat[1::2], strict=True):
             record = _record(number, raw)
             if record.problem or record.params is None:
-                unreadable.append(_unreadable(record, worker))
+                problem = record.problem or "no params"
+                self.quarantine.put(self.keys.trial(record.number), b"\n".join(raw), problem)
+                refused.append(_refused(record, worker, f"unreadable record: {problem}",
+                                        "unreadable record"))
+            elif too_large := oversized_param(record.params, _params_size(raw)):
+                refused.append(_refused(record, worker, too_large, "too large"))
             else:
                 task = TrialTask(record.number, record.params, record.distributions or {})
                 claims.append(Claim(task, record.attempt))
-        self.finish(unreadable)
+        self.finish(refused)
         return claims
 
     def finish(self, finishes: Sequence[Finish]) -> list[bool]:
@@ -201,16 +249,16 @@ class TrialStore:
         if not finishes:
             return []
         keys = [self.keys.part(k) for k in ("counts", "results", "leases", "reasons", "cost")]
-        batch = []
+        batch, sent = [], []
         for item in finishes:
+            item, fields = _stored_fields(item)
             out = item.outcome
             keys.append(self.keys.trial(out.number))
-            fields = item.record().finish_fields()
-            fields.update(item.rewrite or {})
             batch.append((str(out.number), str(out.attempt), fields, out.encode(),
                           item.failure_kind))
+            sent.append(item)
         flags = [bool(flag) for flag in script("finish").run(self.connection, keys, [dumps(batch)])]
-        self._note_failure_lines([f for f, ok in zip(finishes, flags, strict=True) if ok])
+        self._note_failure_lines([f for f, ok in zip(sent, flags, strict=True) if ok])
         return flags
 
     def _note_failure_lines(self, recorded: Sequence[Finish]) -> None:
@@ -242,3 +290,25 @@ class TrialStore:
         for number, attempt in held:
             args += [number, attempt]
         return [bool(flag) for flag in script("release").run(self.connection, keys, args)]
+
+
+def _params_size(flat: Sequence[bytes]) -> int:
+    """The length of the params field in an HGETALL reply (field, value, ...)."""
+    for index in range(0, len(flat) - 1, 2):
+        if flat[index] == b"params":
+            return len(flat[index + 1])
+    return 0
+
+
+def _steps(raw: dict[bytes, bytes]) -> dict[int, float]:
+    """A trial's intermediate values (step -> value); a field that does not read (someone
+    else's garbage: report.lua writes only whole steps and decimal values) is skipped."""
+    found: dict[int, float] = {}
+    for step, value in raw.items():
+        try:
+            number, reported = int(step), float(value)
+        except ValueError:
+            continue
+        if number >= 0 and math.isfinite(reported):
+            found[number] = reported
+    return found

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from hq_sweep.messages import MessageError, dumps, loads_object
-from hq_sweep.queue.client import Client, text
+from hq_sweep.queue.client import Client
 from hq_sweep.queue.keys import SweepKeys
 
 DEPARTED_KEPT_S = 120.0  # how long a worker that left stays listed, with why
@@ -41,9 +41,11 @@ class WorkerRoster:
     def all(self) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         for name, raw in self.connection.hgetall(self.key).items():
-            try:
-                found[text(name) or ""] = loads_object(raw, "worker heartbeat")
-            except MessageError:
+            try:  # someone else's garbage is no worker: skipped (beats are rewritten anyway)
+                beat = loads_object(raw, "worker heartbeat")
+                if _number(beat.get("seen")):
+                    found[name.decode() if isinstance(name, bytes) else name] = beat
+            except (MessageError, UnicodeDecodeError):
                 continue
         return found
 
@@ -63,3 +65,7 @@ def _seen(beat: dict[str, Any]) -> float:
         return float(beat.get("seen", 0))
     except (TypeError, ValueError):
         return 0.0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

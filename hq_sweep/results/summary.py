@@ -90,6 +90,7 @@ def summary(queue: SweepQueue) -> dict[str, Any]:
         "trials": {s: counts.get(s, 0) for s in ("complete", "pruned", "failed")},
         "best": best(queue),
         "failures": top_failures(queue.meta.failure_kinds(), queue.meta.failure_lines()),
+        "quarantined": queue.meta.quarantined(),  # malformed items set aside (queue.quarantine)
     }
 
 

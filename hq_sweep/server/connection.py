@@ -1,9 +1,12 @@
 """Where is the Redis server? The one place that answers.
 
-Precedence of `resolve_redis_url`: an explicit `--redis URL` > `$HQ_SWEEP_REDIS_URL` > the
-connection file that `hq-sweep server start` leaves in the state directory (only if the server
-it names answers). Every message that shows a URL passes it through `redact` first: the
-password must never reach a terminal, a log or `ps`.
+Precedence of `resolve_redis_url` (and `locate_server`, which also says where the URL came
+from): an explicit `--redis URL` > `$HQ_SWEEP_REDIS_URL` > the credentials file named by
+`$HQ_SWEEP_REDIS_URL_FILE` > the connection file named by `$HQ_SWEEP_CONNECTION_FILE` (those two
+are how hq-sweep's own children are told: `server.credentials`) > the connection file that
+`hq-sweep server start` leaves in the state directory (only if the server it names answers).
+Every message that shows a URL passes it through `redact` first: the password must never reach
+a terminal, a log or `ps`.
 
 The connection file is JSON with mode 0600 in the state directory: `$HQ_SWEEP_STATE_DIR`, else
 `$XDG_STATE_HOME/hq-sweep`, else `~/.local/state/hq-sweep`.
@@ -14,14 +17,21 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass, field, replace
+import urllib.parse
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
-from hq_sweep.errors import HqSweepError, InvalidInput
+from hq_sweep.env import CONNECTION_FILE, REDIS_URL_FILE
+from hq_sweep.errors import EXIT_INVALID, HqSweepError, InvalidInput
 from hq_sweep.queue import admin
 from hq_sweep.queue.client import redact
+from hq_sweep.server.credentials import (
+    CredentialsFileError,
+    ServerRef,
+    check_private,
+    read_credentials_file,
+)
+from hq_sweep.server.info import WILDCARD_BINDS, ServerInfo
 
 __all__ = [
     "CONNECTION_FILE_NAME",
@@ -30,6 +40,7 @@ __all__ = [
     "WILDCARD_BINDS",
     "BadRedisUrlError",
     "ConnectionFileError",
+    "LooseConnectionFileError",
     "NoServerError",
     "ServerInfo",
     "adopt",
@@ -37,6 +48,7 @@ __all__ = [
     "connection_file_path",
     "default_state_dir",
     "live_server",
+    "locate_server",
     "not_running_message",
     "pid_alive",
     "read_connection_file",
@@ -54,8 +66,6 @@ ENV_STATE_DIR = "HQ_SWEEP_STATE_DIR"
 CONNECTION_FILE_NAME = "connection.json"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
-# Bind addresses that mean "every interface": clients on the same node use loopback.
-WILDCARD_BINDS = frozenset({"0.0.0.0", "*", "::", "::*", "-::*"})
 _HOWTO = (
     "Start one with `hq-sweep server start`, point at an existing one with "
     "`--redis redis://:PASSWORD@HOST:PORT/0` (or $HQ_SWEEP_REDIS_URL), "
@@ -75,81 +85,10 @@ class ConnectionFileError(HqSweepError):
     """The connection file exists but cannot be read or does not hold a server record."""
 
 
-@dataclass(frozen=True)
-class ServerInfo:
-    """A running (or recorded) hq-sweep server. `host` is the address clients should use."""
+class LooseConnectionFileError(ConnectionFileError):
+    """The connection file's mode lets group or others at the secrets: `chmod 600` it."""
 
-    host: str
-    port: int
-    password: str = field(repr=False)  # keep it out of reprs, logs and assertion output
-    pid: int
-    state_dir: Path
-    bind: str = "127.0.0.1"
-    # The pid is only meaningful on the machine that started the server: state dirs often
-    # live on a shared home file system that compute nodes read too.
-    node: str = field(default_factory=socket.gethostname)
-    started_at: str = ""
-
-    def probe_host(self) -> str:
-        """The address to reach the server at from this machine: on its own node, the
-        address it listens on (an advertised name may not resolve there)."""
-        if self.node == socket.gethostname():
-            if self.bind in WILDCARD_BINDS:
-                return "::1" if ":" in self.bind else "127.0.0.1"
-            return self.bind
-        return self.host
-
-    @property
-    def url(self) -> str:
-        """Full URL including the password (for clients, never for display)."""
-        return _format_url(self.host, self.port, quote(self.password, safe=""))
-
-    @property
-    def redacted_url(self) -> str:
-        """The URL with the password replaced by `***`, safe to print."""
-        return _format_url(self.host, self.port, "***")
-
-    def to_json(self) -> dict[str, Any]:
-        """The connection-file record (includes the password and full URL)."""
-        return {
-            "host": self.host,
-            "port": self.port,
-            "password": self.password,
-            "pid": self.pid,
-            "state_dir": str(self.state_dir),
-            "bind": self.bind,
-            "node": self.node,
-            "started_at": self.started_at,
-            "url": self.url,
-        }
-
-    @classmethod
-    def from_json(cls, data: object) -> ServerInfo:
-        """Validate a connection-file record; raises ValueError naming the bad field."""
-        if not isinstance(data, dict):
-            raise ValueError("expected a JSON object")
-        kinds: dict[str, type] = {"host": str, "port": int, "password": str, "pid": int}
-        kinds.update(state_dir=str, bind=str, node=str, started_at=str)
-        for name, kind in kinds.items():
-            value = data.get(name)
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise ValueError(f"field {name!r} missing or not a {kind.__name__}")
-        return cls(
-            host=data["host"],
-            port=data["port"],
-            password=data["password"],
-            pid=data["pid"],
-            state_dir=Path(data["state_dir"]),
-            bind=data["bind"],
-            node=data["node"],
-            started_at=data["started_at"],
-        )
-
-
-def _format_url(host: str, port: int, secret: str) -> str:
-    # IPv6 literals need brackets inside a URL.
-    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return f"redis://:{secret}@{shown}:{port}/0"
+    exit_code = EXIT_INVALID
 
 
 def default_state_dir() -> Path:
@@ -199,7 +138,8 @@ def write_connection_file(info: ServerInfo) -> Path:
 def read_connection_file(state_dir: Path | None = None) -> ServerInfo | None:
     """The recorded server, or None when there is no connection file.
 
-    Raises ConnectionFileError when the file exists but is unreadable or malformed.
+    Raises ConnectionFileError when the file exists but is unreadable or malformed, and
+    LooseConnectionFileError (exit 2) when group or others may read or write it.
     """
     path = connection_file_path(state_dir)
     try:
@@ -209,9 +149,14 @@ def read_connection_file(state_dir: Path | None = None) -> ServerInfo | None:
     except OSError as exc:
         raise ConnectionFileError(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        return ServerInfo.from_json(json.loads(text))
+        info = ServerInfo.from_json(json.loads(text))
     except ValueError as exc:  # json.JSONDecodeError is a ValueError too
         raise ConnectionFileError(f"{path} is not a valid connection file ({exc})") from exc
+    try:
+        check_private(path)  # it holds the secrets: refused, not used, when others may read it
+    except CredentialsFileError as exc:
+        raise LooseConnectionFileError(str(exc)) from None
+    return info
 
 
 def remove_connection_file(
@@ -261,7 +206,8 @@ def _is_zombie(pid: int) -> bool:
 
 def auth_ping(info: ServerInfo, timeout: float = 1.0) -> str:
     """AUTH + PING at the recorded address (see `queue.admin.auth_ping`)."""
-    return admin.auth_ping(info.probe_host(), info.port, info.password, timeout)
+    return admin.auth_ping(info.probe_host(), info.port, info.password, timeout,
+                           user=info.user, tls=info.tls, ca_file=info.ca_file)
 
 
 def server_alive(info: ServerInfo, timeout: float = 1.0) -> bool:
@@ -280,7 +226,8 @@ def adopt(info: ServerInfo, timeout: float = 1.0) -> ServerInfo:
     the right process."""
     if info.node != socket.gethostname() or pid_alive(info.pid):
         return info
-    pid = admin.server_pid(info.probe_host(), info.port, info.password, timeout)
+    pid = admin.server_pid(info.probe_host(), info.port, info.admin_secret, timeout,
+                           tls=info.tls, ca_file=info.ca_file)
     if pid is None or pid == info.pid:
         return info
     fresh = replace(info, pid=pid)
@@ -305,6 +252,11 @@ def _checked_url(url: str, source: str) -> str:
             f"{source}: {redact(url)!r} is not a Redis URL "
             "(expected redis://, rediss:// or unix://)"
         )
+    try:  # what redis-py's from_url will parse: a bad host or port fails here, clearly
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (a property that validates)
+    except ValueError as exc:
+        raise BadRedisUrlError(f"{source}: {redact(url)!r} is not a valid URL ({exc})") from None
     return url
 
 
@@ -318,18 +270,28 @@ def not_running_message(info: ServerInfo) -> str:
 
 def resolve_redis_url(explicit: str | None = None, *, state_dir: Path | None = None,
                       sweep: str | None = None) -> str:
-    """The Redis URL to use: `explicit` > `$HQ_SWEEP_REDIS_URL` > a live server's file in
-    the state dir > (for `sweep`) a live server in that sweep's own dir (`sweep_state_dir`,
-    where batch jobs keep theirs), so `--sweep ID` alone finds a batch sweep.
+    """The Redis URL to use (see `locate_server`)."""
+    return locate_server(explicit, state_dir=state_dir, sweep=sweep).url
+
+
+def locate_server(explicit: str | None = None, *, state_dir: Path | None = None,
+                  sweep: str | None = None) -> ServerRef:
+    """The Redis URL to use, and the file it came from: `explicit` > `$HQ_SWEEP_REDIS_URL` >
+    the files named by `$HQ_SWEEP_REDIS_URL_FILE` / `$HQ_SWEEP_CONNECTION_FILE` > a live
+    server's file in the state dir > (for `sweep`) a live server in that sweep's own dir
+    (`sweep_state_dir`, where batch jobs keep theirs), so `--sweep ID` alone finds a batch sweep.
 
     Raises NoServerError (telling the user what to do) when nothing is found, and
     BadRedisUrlError when an explicit or environment URL is not a Redis URL.
     """
     if explicit and explicit.strip():
-        return _checked_url(explicit.strip(), "--redis")
+        return ServerRef(_checked_url(explicit.strip(), "--redis"))
     env = os.environ.get(ENV_REDIS_URL, "").strip()
     if env:
-        return _checked_url(env, f"${ENV_REDIS_URL}")
+        return ServerRef(_checked_url(env, f"${ENV_REDIS_URL}"))
+    named = _named_file()
+    if named is not None:
+        return named
     if state_dir is None and sweep:
         own = sweep_state_dir(sweep)
         if live_server(default_state_dir()) is None and live_server(own) is not None:
@@ -337,6 +299,8 @@ def resolve_redis_url(explicit: str | None = None, *, state_dir: Path | None = N
     directory = state_dir or default_state_dir()
     try:
         info = read_connection_file(directory)
+    except LooseConnectionFileError:
+        raise  # its own message says what to do (chmod 600)
     except ConnectionFileError as exc:
         raise NoServerError(f"No usable Redis server: {exc}. {_HOWTO}") from exc
     if info is None:
@@ -346,4 +310,33 @@ def resolve_redis_url(explicit: str | None = None, *, state_dir: Path | None = N
         )
     if not server_alive(info):
         raise NoServerError(f"{not_running_message(info)}. {_HOWTO}")
+    path = connection_file_path(directory)
+    return ServerRef(info.url, path, CONNECTION_FILE, lambda: _recorded_url(path))
+
+
+def _named_file() -> ServerRef | None:
+    """The server in the file an hq-sweep parent named in our environment, if one did. Not
+    checked for life: a child rides out a server restart (and follows a move) by itself."""
+    url_file = os.environ.get(REDIS_URL_FILE, "").strip()
+    if url_file:
+        credentials = Path(url_file)
+
+        def reread_credentials() -> str:
+            return _checked_url(read_credentials_file(credentials), str(credentials))
+
+        return ServerRef(reread_credentials(), credentials, REDIS_URL_FILE, reread_credentials)
+    connection_file = os.environ.get(CONNECTION_FILE, "").strip()
+    if connection_file:
+        path = Path(connection_file)
+        return ServerRef(_recorded_url(path), path, CONNECTION_FILE, lambda: _recorded_url(path))
+    return None
+
+
+def _recorded_url(path: Path) -> str:
+    """The URL in connection file `path` (which must be named like one)."""
+    if path.name != CONNECTION_FILE_NAME:
+        raise ConnectionFileError(f"${CONNECTION_FILE}: {path} is not a {CONNECTION_FILE_NAME}")
+    info = read_connection_file(path.parent)
+    if info is None:
+        raise ConnectionFileError(f"{path} is gone: no server is recorded there")
     return info.url

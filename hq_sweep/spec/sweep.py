@@ -47,6 +47,7 @@ from pydantic import (
     model_validator,
 )
 
+from hq_sweep.errors import HqSweepError
 from hq_sweep.spec.cross_checks import cross_issues, flatten_prior
 from hq_sweep.spec.issues import (
     CROSS_ERROR,
@@ -56,6 +57,8 @@ from hq_sweep.spec.issues import (
     fail_many,
     issue_line,
     issues_from_validation_error,
+    nesting_depth,
+    non_string_keys,
     show,
 )
 from hq_sweep.spec.param_tree import (
@@ -94,10 +97,12 @@ __all__ = [
     "PrunerSpec",
     "SamplerSpec",
     "SpecError",
+    "StoredSpecError",
     "SweepSpec",
     "WorkerEntry",
     "load_spec",
     "parse_spec",
+    "parse_stored_spec",
 ]
 
 DEFAULT_METRIC_NAME = "value"
@@ -106,6 +111,7 @@ DEFAULT_SAMPLERS = {"random": "random", "grid": "grid", "bayes": "tpe"}
 _ALIASES = {"hyperparams": "parameters", "algorithm": "method"}
 _DEFINE_BY_RUN = object()  # `parameters:` left out of a sweep whose worker defines them
 _ALGORITHMS = {"bayesian": "bayes", "tpe": "bayes"}
+MAX_DEPTH = 100  # levels of mappings and lists a sweep may nest
 _NOT_NULL = ("method", "parameters", "metric", "metrics", "early_terminate", "name",
              "description", "program", "command", "entity", "project", "run_cap", "api_version",
              "kind", "controller", "scheduler", "job", "image_uri", "retries")
@@ -302,6 +308,10 @@ def parse_spec(data: Mapping[str, Any], source: str = "<sweep>") -> SweepSpec:
         got = "nothing" if data is None else f"a {type(data).__name__}"
         raise SpecError([f"{source}: a sweep must be a mapping with method:, parameters: ... "
                          f"(got {got})"])
+    if nesting_depth(data) > MAX_DEPTH:  # deeper than any sweep; the checks below recurse
+        raise SpecError([f"{source}: nested more than {MAX_DEPTH} levels deep"])
+    if keyed := non_string_keys(data):
+        raise SpecError(_lines(keyed, {}, source))
     raw, issues, written = _apply_aliases(data)
     spec: SweepSpec | None = None
     try:
@@ -312,8 +322,31 @@ def parse_spec(data: Mapping[str, Any], source: str = "<sweep>") -> SweepSpec:
         if not cross_ran:
             issues += _partial_cross_issues(raw, found)
     if issues or spec is None:
-        raise SpecError(_lines(issues, written))
+        raise SpecError(_lines(issues, written, source))
     return spec
+
+
+class StoredSpecError(HqSweepError):
+    """A sweep's spec as stored on the server does not parse: its record is damaged (or was
+    written by an incompatible hq-sweep), not the user's file."""
+
+
+def parse_stored_spec(spec_json: str | None, sweep_id: str) -> SweepSpec:
+    """The spec a sweep's record holds (JSON, as `to_json_dict` wrote it); StoredSpecError,
+    saying what to do, when it is missing, not JSON or not a valid sweep."""
+    try:
+        if not spec_json:
+            raise ValueError("it is missing")
+        data = json.loads(spec_json)
+        return parse_spec(data, source="the stored spec")
+    except SpecError as exc:
+        why = "; ".join(exc.lines()[:3]) + ("; ..." if len(exc.lines()) > 3 else "")
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        why = str(exc) or type(exc).__name__
+    raise StoredSpecError(
+        f"sweep {sweep_id}: the sweep file stored on the server cannot be used ({why}); "
+        f"delete the sweep (`hq-sweep delete {sweep_id} --yes --force`) and enqueue its file "
+        "again")
 
 
 def _apply_aliases(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[Issue], dict[str, str]]:
@@ -360,12 +393,14 @@ def _partial_cross_issues(raw: dict[str, Any], found: list[Issue]) -> list[Issue
     return []
 
 
-def _lines(issues: list[Issue], written: Mapping[str, str]) -> list[str]:
+def _lines(issues: list[Issue], written: Mapping[str, str], source: str) -> list[str]:
+    """One line per issue, each naming its path (the file's own name for the document as a
+    whole), keys as written (an alias, not what it stands for)."""
     lines: list[str] = []
     for loc, message in issues:
         if loc and loc[0] in written:
             loc = (written[str(loc[0])], *loc[1:])
-        line = issue_line(loc, message)
+        line = issue_line(loc, message) if loc else f"{source}: {message}"
         if line not in lines:
             lines.append(line)
     return lines

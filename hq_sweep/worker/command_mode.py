@@ -32,9 +32,11 @@ Reporting protocol (program -> hq-sweep):
   log a key through one of them), as W&B's summary is the last logged value unless set.
 - output must be line-buffered for live pruning: PYTHONUNBUFFERED=1 is set for the child.
 
-The child's environment is the worker's (CUDA_VISIBLE_DEVICES passes through) plus
-HQ_SWEEP_TRIAL_NUMBER, HQ_SWEEP_METRICS_FILE and HQ_SWEEP_PARAMS_JSON. POSIX only: the child
-runs in its own session, and a prune, cancel, timeout or error kills the whole process group.
+The child's environment is the worker's (CUDA_VISIBLE_DEVICES passes through) without the
+variables that lead to the Redis secret (`env.SERVER_VARS`: trackers such as W&B record the
+environment), plus HQ_SWEEP_TRIAL_NUMBER, HQ_SWEEP_METRICS_FILE and HQ_SWEEP_PARAMS_JSON.
+POSIX only: the child runs in its own session, and a prune, cancel, timeout or error kills the
+whole process group.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from hq_sweep.env import without_server_vars
 from hq_sweep.worker.command_process import ChildProcess
 from hq_sweep.worker.wandb_contract import WandbContract
 
@@ -372,7 +375,7 @@ class CommandObjective:
         return sink.final
 
     def _child_env(self, number: int, metrics_file: Path, params_json: str) -> dict[str, str]:
-        env = dict(os.environ)
+        env = without_server_vars(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")  # live reports need line-by-line output
         env[ENV_TRIAL_NUMBER] = str(number)
         env[ENV_METRICS_FILE] = str(metrics_file)

@@ -15,13 +15,14 @@ from typing import Any
 
 from optuna import TrialPruned
 
+from hq_sweep.limits import REASON_CHARS, RECORD_BYTES, mib
 from hq_sweep.messages import Decision, Report, TrialOutcome, TrialState, dumps
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.trials import Claim, Finish
 from hq_sweep.worker.cost import CostMeter
 from hq_sweep.worker.reports import ReportBuffer
 from hq_sweep.worker.suggest import Suggester, decode_distributions, encode_distributions
-from hq_sweep.worker.trial import AttemptSuperseded, Trial, TrialCancelled
+from hq_sweep.worker.trial import AttemptSuperseded, TooLarge, Trial, TrialCancelled
 from hq_sweep.worker.usercode import (
     InvalidResult,
     Objective,
@@ -30,7 +31,6 @@ from hq_sweep.worker.usercode import (
 )
 
 log = logging.getLogger("hq_sweep")
-_REASON_LIMIT = 4000
 
 
 class TrialTimeout(BaseException):
@@ -72,6 +72,21 @@ def _storable(extra: dict[str, Any]) -> dict[str, Any]:
                 value = str(value)
         out[str(key)] = value
     return out
+
+
+def _bounded(ending: Ending, extra: dict[str, Any]) -> tuple[Ending, dict[str, Any]]:
+    """The ending and the metrics/user_attrs to record, within `limits.RECORD_BYTES`: a
+    result over it fails the trial, saying so, and none of it is stored."""
+    if not extra:
+        return ending, extra
+    size = len(dumps(extra))
+    if size <= RECORD_BYTES:
+        return ending, extra
+    biggest = max(extra, key=lambda key: len(dumps(extra[key])))
+    reason = (f"too large: the result's metrics and user_attrs take {mib(size)} as JSON "
+              f"({biggest!r} the most); the limit is {mib(RECORD_BYTES)} a trial "
+              "(hq_sweep.limits.RECORD_BYTES)")
+    return Ending(TrialState.FAILED, reason=reason, kind="too large"), {}
 
 
 def _failure_kind(exc: BaseException) -> str:
@@ -127,11 +142,12 @@ class TrialExecutor:
             self.reports.forget(task.number)
             self.cancelled.discard(task.number)
         duration = time.monotonic() - self.started
+        extra = _storable({**(ending.metrics or {}), **trial.user_attrs})
+        ending, extra = _bounded(ending, extra)
         outcome = TrialOutcome(
             number=task.number, attempt=claim.attempt, state=ending.state, values=ending.values,
             reason=ending.reason, duration=duration, worker=self.worker, unused=trial.unasked,
         )
-        extra = _storable({**(ending.metrics or {}), **trial.user_attrs})
         return Finish(outcome, ended_at=time.time(), metrics=extra or None,
                       failure_kind=ending.kind, failure_line=ending.line,
                       rewrite=_asked_params(trial) if outcome.unused else None,
@@ -157,9 +173,11 @@ class TrialExecutor:
             return Ending(TrialState.FAILED, reason=f"timeout: exceeded trial_timeout of "
                           f"{self.timeout_s:g} s", kind="timeout")
         except InvalidResult as exc:
-            return Ending(TrialState.FAILED, reason=str(exc), kind="invalid result")
+            return Ending(TrialState.FAILED, reason=str(exc)[:REASON_CHARS], kind="invalid result")
+        except TooLarge as exc:
+            return Ending(TrialState.FAILED, reason=str(exc), kind="too large")
         except Exception as exc:  # the user's objective may raise anything: it costs this trial
-            return Ending(TrialState.FAILED, reason=traceback.format_exc()[-_REASON_LIMIT:],
+            return Ending(TrialState.FAILED, reason=traceback.format_exc()[-REASON_CHARS:],
                           kind=_failure_kind(exc), line=describe_exception(exc))
 
     @contextlib.contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import os
 import signal
@@ -20,7 +19,7 @@ from hq_sweep.queue.client import Client
 from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.spec.param_tree import nest
-from hq_sweep.spec.sweep import SweepSpec, parse_spec
+from hq_sweep.spec.sweep import StoredSpecError, SweepSpec, parse_stored_spec
 from hq_sweep.worker.command_mode import CommandObjective
 from hq_sweep.worker.cost import CostMeter
 from hq_sweep.worker.executor import TrialExecutor
@@ -149,6 +148,17 @@ def _run_setup(code: UserCode, ctx: WorkerContext) -> Any:
     return state
 
 
+def _stored_spec(queue: SweepQueue, meta: dict[str, str], sweep_id: str) -> SweepSpec:
+    """The sweep's spec; one that does not parse stalls the sweep (every worker would fail
+    alike) and ends this worker as unable to start."""
+    try:
+        return parse_stored_spec(meta.get("spec"), sweep_id)
+    except StoredSpecError as exc:
+        with contextlib.suppress(TransportError):
+            queue.meta.set_stalled(str(exc))
+        raise
+
+
 def run_worker(
     connection: Client, sweep_id: str | None, options: WorkerOptions, wait_s: float = 60.0
 ) -> int:
@@ -157,7 +167,7 @@ def run_worker(
     sweep_id = wait_for_sweep(connection, sweep_id, wait_s)
     queue = SweepQueue(connection, sweep_id)
     meta = queue.meta.read()
-    spec = parse_spec(json.loads(meta["spec"]), source=f"sweep {sweep_id}")
+    spec = _stored_spec(queue, meta, sweep_id)
     if (over := sweep_over(sweep_id, meta)) is not None:
         raise SweepEnded(f"{over}: no trials to run")
     options = _options_for(spec, options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -10,15 +11,19 @@ from typing import Any
 from optuna import TrialPruned
 
 from hq_sweep.env import JobEnvironment
+from hq_sweep.limits import NAME_CHARS, PARAM_BYTES, REPORTS_PER_TRIAL, mib
 from hq_sweep.messages import Decision, SuggestAnswer
 from hq_sweep.worker.suggest import (
     BaseDistribution,
     categorical,
     check_distribution_compatibility,
+    encode_distributions,
     external,
     floating,
     integer,
 )
+
+log = logging.getLogger("hq_sweep")
 
 
 class UndeclaredParameter(KeyError):
@@ -30,6 +35,11 @@ class UndeclaredParameter(KeyError):
 
 class AttemptSuperseded(Exception):
     """This attempt no longer owns its trial (its lease expired and it was handed on)."""
+
+
+class TooLarge(ValueError):
+    """What a trial would store is over a size limit (`hq_sweep.limits`): the trial fails,
+    saying which, and nothing of it is stored."""
 
 
 class TrialCancelled(BaseException):
@@ -106,6 +116,7 @@ class Trial:
         self.last_step: int | None = None
         self.last_value: float | None = None
         self.last_finite: float | None = None  # the latest value that was a number
+        self._reports = 0  # reports sent (REPORTS_PER_TRIAL bounds them)
         self._reporter = reporter
         self._cancelled = cancelled or (lambda: False)  # the heartbeat learnt of a cancel
         self._prune = False
@@ -121,7 +132,9 @@ class Trial:
         `TrialCancelled` once `hq-sweep cancel` flagged the trial)."""
         value = float(value)
         step = int(step)
-        if math.isfinite(value):
+        if step < 0:
+            raise ValueError(f"trial.report: step {step} is negative (as in Optuna, it may not be)")
+        if math.isfinite(value) and self._counted():
             self.last_finite = value
             decision = self._reporter(step, value)
             self._prune = decision is not None and decision.prunes
@@ -130,6 +143,14 @@ class Trial:
         self.check_cancelled()
         if self._prune:
             raise TrialPruned(f"pruned at step {step}")
+
+    def _counted(self) -> bool:
+        """Whether this report is within REPORTS_PER_TRIAL (later ones are not recorded)."""
+        self._reports += 1
+        if self._reports == REPORTS_PER_TRIAL + 1:
+            log.warning("trial %d: over %d reports; later ones are not recorded "
+                        "(hq_sweep.limits.REPORTS_PER_TRIAL)", self.number, REPORTS_PER_TRIAL)
+        return self._reports <= REPORTS_PER_TRIAL
 
     def should_prune(self) -> bool:
         """The controller's latest decision, as learnt with the last report (True too once
@@ -182,6 +203,7 @@ class Trial:
     def _ask(self, name: str, distribution: BaseDistribution) -> Any:
         if self._sampler is None:
             raise UndeclaredParameter(f"parameter {name!r}: no controller to sample it")
+        _check_size(name, distribution)
         answer = self._sampler(name, distribution)
         if answer.stale:
             raise AttemptSuperseded(f"trial {self.number} attempt {self.attempt} superseded")
@@ -220,3 +242,15 @@ def _bounds(name: str, low: Any, high: Any) -> tuple[Any, Any]:
         raise TypeError(f"suggest of {name!r} needs low and high: it is not declared in the "
                         "sweep file, so the study samples it from the range given here")
     return low, high
+
+
+def _check_size(name: str, distribution: BaseDistribution) -> None:
+    """Refuse, before anything is sent or stored, a define-by-run parameter whose name or
+    distribution (a categorical's choices: any of them may become its value) is too large."""
+    if len(name) > NAME_CHARS:
+        raise TooLarge(f"too large: a parameter name of {len(name)} characters; the limit is "
+                       f"{NAME_CHARS} (hq_sweep.limits.NAME_CHARS)")
+    size = len(encode_distributions({name: distribution})[name])
+    if size > PARAM_BYTES:
+        raise TooLarge(f"too large: parameter {name!r}'s distribution takes {mib(size)} as "
+                       f"JSON; the limit is {mib(PARAM_BYTES)} (hq_sweep.limits.PARAM_BYTES)")

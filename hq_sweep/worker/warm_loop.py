@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -29,6 +30,7 @@ from rq.serializers import JSONSerializer
 
 from hq_sweep import exitcodes
 from hq_sweep.queue.retry import patiently
+from hq_sweep.queue.rq_jobs import scrub_list
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.trials import Claim, Finish
 from hq_sweep.worker.executor import TrialExecutor
@@ -197,7 +199,8 @@ class WarmWorker(SimpleWorker):
 
     def __init__(self, queue: Queue, runner: TrialRunner, name: str) -> None:
         super().__init__([queue], name=name, connection=queue.connection,
-                         serializer=JSONSerializer, log_job_description=False)
+                         serializer=JSONSerializer, job_class=queue.job_class,  # screened
+                         log_job_description=False)
         self.runner = runner
         self._first_term = -10.0
 
@@ -217,12 +220,31 @@ class WarmWorker(SimpleWorker):
         while True:
             if self._stop_requested or self.runner.stop_code is not None:
                 return None
-            result = super().dequeue_job_and_maintain_ttl(poll, poll)
+            result = self._dequeue_screened(poll)
             if result is not None or self._stop_requested or self.runner.stop_code is not None:
                 return result
             if patiently(self.runner.sweep_over, "sweep state",
                          self.runner.options.redis_patience_s):
                 return None
+
+    def _dequeue_screened(self, poll: int) -> tuple[Job, Queue] | None:
+        """rq's dequeue; where something in rq's keys breaks it (garbage that is no job id
+        in its lists, an unreadable registry), the garbage is set aside and the worker
+        carries on (rq would leave its loop: the worker would quit). Jobs themselves are
+        screened as rq loads them (`queue.rq_jobs`)."""
+        try:
+            return super().dequeue_job_and_maintain_ttl(poll, poll)
+        except Exception as exc:  # rq's own parsing: anything, on someone else's data
+            queue, quarantine = self.runner.queue, self.runner.queue.quarantine
+            rq_lists = (queue.rq_queue.key, queue.rq_queue.intermediate_queue_key)
+            scrubbed = 0
+            for key in rq_lists:
+                scrubbed += patiently(partial(scrub_list, queue.connection, key, quarantine),
+                                      "scrub rq lists", self.runner.options.redis_patience_s)
+            if not scrubbed:  # nothing to remove: do not spin on what keeps failing
+                quarantine.put("rq", repr(exc), f"rq could not dequeue: {str(exc)[:300]}")
+                time.sleep(poll)
+            return None
 
     def _install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)

@@ -17,7 +17,16 @@ import pytest
 
 from hq_sweep import exitcodes
 from hq_sweep.launchers.hyperqueue import HyperQueueLauncher, failure_code
+from hq_sweep.server.credentials import ServerRef
+from hq_sweep.server.handoff import Handoff
 from tests.integration.helpers import cli_env, finished_rows, write_sweep
+from tests.integration.secret_probe import (
+    assert_files_clean,
+    assert_programs_clean,
+    password,
+    probe_sweep,
+    probes,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +39,11 @@ hyperqueue = pytest.importorskip(
 
 TOY = str(Path(__file__).parent.parent / "workers" / "toy.py")
 RUN_CAP = 40
+
+
+def _nowhere(tmp_path: Path) -> Handoff:
+    """Workers told of a server that is not there."""
+    return Handoff(ServerRef("redis://:not-a-real-secret@127.0.0.1:1/0"), tmp_path)
 
 
 @pytest.fixture
@@ -58,7 +72,8 @@ def test_two_hq_tasks_run_a_sweep_to_the_end(
         "parameters": {"x": {"min": 0.0, "max": 6.0}},
     })
     events, on_event = _events()
-    launcher = HyperQueueLauncher(2, redis_url, "hqs", cpus_per_worker=1,
+    server = Handoff(ServerRef(redis_url), tmp_path)
+    launcher = HyperQueueLauncher(2, server, "hqs", cpus_per_worker=1,
                                   server_dir=hq_server_dir, log_dir=tmp_path / "logs",
                                   env={"HQ_SWEEP_TEST_PAUSE": "0.15"}, on_event=on_event)
     # Workers first: they wait for the sweep to be registered, so both are usually ready when
@@ -90,6 +105,35 @@ def test_two_hq_tasks_run_a_sweep_to_the_end(
     assert {w.split("-r")[-1].split("-")[0] for w in workers} == {"0", "1"}
 
 
+
+@pytest.mark.timeout(120)
+def test_hq_tasks_and_their_programs_never_hold_the_secret(
+    redis_url: str, tmp_path: Path, hq_server_dir: Path
+) -> None:
+    """HQ keeps task environments (in memory, and in its journal where it keeps one): a task
+    gets the path of a 0600 credentials file, removed once the tasks are over."""
+    secret = password(redis_url)
+    spec = probe_sweep(tmp_path, "hqsec", trials=4)
+    server = Handoff(ServerRef(redis_url), tmp_path / "state")
+    launcher = HyperQueueLauncher(2, server, "hqsec", server_dir=hq_server_dir,
+                                  log_dir=tmp_path / "logs",
+                                  env={"PROBE_DIR": str(tmp_path / "probes")})
+    launcher.start()
+    credentials = Path(server.env["HQ_SWEEP_REDIS_URL_FILE"])
+    controller = subprocess.run(
+        [sys.executable, "-m", "hq_sweep", "enqueue", str(spec), "--sweep", "hqsec"],
+        env=cli_env(redis_url, tmp_path), capture_output=True, text=True, timeout=90)
+    assert controller.returncode == 0, controller.stderr[-3000:]
+    assert launcher.wait(60), "HQ workers still running"
+    assert launcher.exit_codes() == [0, 0]
+    records = probes(tmp_path / "probes")
+    assert_programs_clean(records, secret)
+    assert all(f"HQ_SWEEP_REDIS_URL_FILE={credentials}" in r["worker_environ"] for r in records)
+    assert not credentials.exists()
+    assert_files_clean(hq_server_dir, secret)  # HQ's own state, its journal included
+    assert_files_clean(tmp_path / "logs", secret)
+
+
 @pytest.mark.timeout(60)
 def test_crashing_worker_is_resubmitted_then_given_up_with_its_exit_code(
     tmp_path: Path, hq_server_dir: Path
@@ -97,7 +141,7 @@ def test_crashing_worker_is_resubmitted_then_given_up_with_its_exit_code(
     # An unknown option makes the worker's CLI exit 2 at once: a crash, as far as codes go.
     events, on_event = _events()
     launcher = HyperQueueLauncher(
-        1, "redis://:not-a-real-secret@127.0.0.1:1/0", "nope", server_dir=hq_server_dir,
+        1, _nowhere(tmp_path), "nope", server_dir=hq_server_dir,
         log_dir=tmp_path / "logs", extra_args=["--no-such-option"], on_event=on_event,
         max_crashes=2, backoff_initial_s=0.1,
     )
@@ -118,7 +162,7 @@ def test_stop_without_hq_binary_says_how_to_cancel(
     # No sweep "later" is registered: the worker waits for it, i.e. it keeps running.
     monkeypatch.setattr("hq_sweep.launchers.hyperqueue.shutil.which", lambda name: None)
     events, on_event = _events()
-    launcher = HyperQueueLauncher(1, "redis://:not-a-real-secret@127.0.0.1:1/0", "later",
+    launcher = HyperQueueLauncher(1, _nowhere(tmp_path), "later",
                                   server_dir=hq_server_dir, log_dir=tmp_path / "logs",
                                   on_event=on_event)
     launcher.start()
@@ -134,7 +178,7 @@ def test_stopping_signal_is_a_cancel_done_by_the_next_poll(
 ) -> None:
     monkeypatch.setattr("hq_sweep.launchers.hyperqueue.shutil.which", lambda name: None)
     events, on_event = _events()
-    launcher = HyperQueueLauncher(1, "redis://:not-a-real-secret@127.0.0.1:1/0", "later",
+    launcher = HyperQueueLauncher(1, _nowhere(tmp_path), "later",
                                   server_dir=hq_server_dir, log_dir=tmp_path / "logs",
                                   on_event=on_event)
     launcher.start()

@@ -23,6 +23,8 @@ import pytest
 
 from hq_sweep import exitcodes
 from hq_sweep.launchers.local import LocalLauncher
+from hq_sweep.server.credentials import ServerRef
+from hq_sweep.server.handoff import Handoff
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +52,7 @@ if step == "stubborn":
 print(f"fake worker rank {rank} pid {os.getpid()} start {n}", flush=True)
 record = {"rank": rank, "pid": os.getpid(), "time": time.time(), "argv": sys.argv,
           "url": os.environ.get("HQ_SWEEP_REDIS_URL"),
+          "url_file": os.environ.get("HQ_SWEEP_REDIS_URL_FILE"),
           "world": os.environ.get("HQ_SWEEP_WORLD_SIZE")}
 with starts.open("a") as f:
     f.write(json.dumps(record) + "\\n")
@@ -68,6 +71,7 @@ class Fake:
 
     def __init__(self, tmp_path: Path) -> None:
         self.out = tmp_path / "out"
+        self.state = tmp_path / "state"
         self.out.mkdir()
         self.script = tmp_path / "fake_worker.py"
         self.script.write_text(FAKE_WORKER)
@@ -80,7 +84,8 @@ class Fake:
         command = [sys.executable, str(self.script), str(self.out), json.dumps(plan)]
         if record:
             kwargs["on_event"] = self.events.append
-        return LocalLauncher(count, REDIS_URL, None, command=command, **kwargs)
+        server = Handoff(ServerRef(REDIS_URL), self.state)
+        return LocalLauncher(count, server, None, command=command, **kwargs)
 
     def starts(self, rank: int) -> list[dict[str, Any]]:
         path = self.out / f"starts-{rank}.txt"
@@ -140,8 +145,10 @@ def test_deliberate_exits_are_not_restarted(fake: Fake, launchers: list[LocalLau
     assert launcher.gave_up() == []
     assert fake.events == []
     first = fake.starts(0)[0]
-    assert first["url"] == REDIS_URL  # in the environment ...
-    assert REDIS_URL not in first["argv"]  # ... never on the command line
+    assert first["url"] is None  # not in the environment: the path of a 0600 file, ...
+    assert Path(first["url_file"]).parent == fake.state.resolve() / "credentials"
+    assert not Path(first["url_file"]).exists()  # ... removed once the launcher ended
+    assert not any("not-a-real-secret" in arg for arg in first["argv"])  # nor on the line
     assert first["world"] == "4"
 
 

@@ -22,6 +22,7 @@ from hq_sweep.queue.lifecycle import CANCELLED_REASON, STOPPED_REASON
 from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.trials import Finish
+from hq_sweep.server.embedded import EmbeddedServer
 from tests.integration.helpers import cli_env, hq, poll, write_sweep
 
 pytestmark = pytest.mark.integration
@@ -177,7 +178,7 @@ def _fill(connection: Client, sweep_id: str) -> SweepQueue:
     """A sweep with keys of every kind: records, results, reports, leases, rq jobs..."""
     queue = SweepQueue(connection, SweepRegistry(connection).create(sweep_id, "{}", "h", "/"))
     assert queue.sweep_id == sweep_id
-    queue.trials.enqueue([[TrialTask(n, {"x": n}) for n in range(4)]], next_number=4)
+    queue.trials.enqueue([[TrialTask(n, {"x": n}) for n in range(4)]], first=0)
     claims = queue.trials.claim("w", 2, lease_s=30)
     outcome = TrialOutcome(claims[0].task.number, claims[0].attempt, TrialState.COMPLETE, [1.0])
     queue.trials.finish([Finish(outcome, time.time())])
@@ -202,19 +203,22 @@ def _belongs(key: str, sweep_id: str, others: tuple[str, ...] = ()) -> bool:
 
 
 @pytest.mark.timeout(30)
-def test_delete_removes_one_sweep_and_leaves_the_others(redis_url: str, tmp_path: Path) -> None:
+def test_delete_removes_one_sweep_and_leaves_the_others(
+    redis_url: str, redis_server: EmbeddedServer, tmp_path: Path
+) -> None:
     connection = connect(redis_url)
+    inspector = connect(redis_server.admin_url)  # DUMP: the sweep user may not
     doomed = _fill(connection, "lc")
     for other in ("lc-2", "lc:x"):  # ids that extend the doomed one's
         _fill(connection, other)
     hq(["stop", "lc"], cli_env(redis_url, tmp_path))  # a stopped sweep may be deleted
-    before = _keys(connection)
+    before = _keys(inspector)
     job_ids = [text(j) or "" for j in connection.lrange(doomed.rq_queue.key, 0, -1)]
     assert job_ids and any(_belongs(k, "lc", ("lc:x",)) for k in before)
     result = hq(["delete", "lc", "--yes"], cli_env(redis_url, tmp_path))
     assert result.returncode == 0, result.stderr
     assert "deleted sweep lc: 4 trial(s)" in result.stderr
-    after = _keys(connection)
+    after = _keys(inspector)
     assert not [k for k in after if _belongs(k, "lc", ("lc:x",))]
     assert not [k for k in after if any(j in k for j in job_ids)]
     assert SweepRegistry(connection).list() == ["lc-2", "lc:x"]

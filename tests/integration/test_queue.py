@@ -21,7 +21,7 @@ from hq_sweep.messages import (
 from hq_sweep.queue.client import connect
 from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.sweep import SweepQueue
-from hq_sweep.queue.trials import Finish
+from hq_sweep.queue.trials import EnqueueConflict, Finish
 from tests.integration.helpers import poll
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ def _queue(redis_url: str, n: int = 3) -> tuple[SweepQueue, list[TrialTask]]:
     sweep = SweepRegistry(connection).create("q", "{}", "h", "/tmp")
     queue = SweepQueue(connection, sweep)
     tasks = [TrialTask(i, {"x": i}) for i in range(n)]
-    queue.trials.enqueue([tasks], next_number=n)
+    queue.trials.enqueue([tasks], first=0)
     return queue, tasks
 
 
@@ -217,3 +217,14 @@ def test_a_claimed_record_that_does_not_read_fails_saying_why(redis_url: str) ->
     assert queue.meta.failure_kinds() == {"unreadable record": 1}
     [told] = queue.reports.pop_news(10, 0, with_reports=False)[0]
     assert (told.number, told.state) == (0, TrialState.FAILED)  # the controller hears of it
+
+
+def test_enqueue_sent_again_after_a_lost_reply_queues_nothing_twice(redis_url: str) -> None:
+    queue, tasks = _queue(redis_url)
+    queue.trials.enqueue([tasks], first=0)  # the same call again: its first reply was lost
+    assert queue.meta.counts()["queued"] == 3
+    assert queue.connection.lrange(queue.keys.part("ready"), 0, -1) == [b"0", b"1", b"2"]
+    assert queue.meta.read()["next"] == "3"
+    with pytest.raises(EnqueueConflict):  # numbers 1.. are taken: another controller's
+        queue.trials.enqueue([[TrialTask(1, {"x": 9})]], first=1)
+    assert queue.trials.params(1) == {"x": 1}

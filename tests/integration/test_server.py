@@ -76,21 +76,21 @@ def test_password_is_required(embedded: EmbeddedServer) -> None:
 
 
 def test_password_stays_out_of_ps_environ_and_log(embedded: EmbeddedServer) -> None:
-    secret = embedded.password.encode()
     proc = Path(f"/proc/{embedded.pid}")
-    assert secret not in (proc / "cmdline").read_bytes()
-    assert secret not in (proc / "environ").read_bytes()
-    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, check=True).stdout
-    assert secret not in listing
-    connect(embedded.url).set("k", "v")
+    shown = (proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()
+    shown += subprocess.run(["ps", "-eo", "args"], capture_output=True, check=True).stdout
+    connect(embedded.url).set("hqs:k", "v")
     embedded.restart()
-    assert secret not in (embedded.info.state_dir / LOG_NAME).read_bytes()
+    shown += (embedded.info.state_dir / LOG_NAME).read_bytes()
+    for secret in (embedded.password.encode(), embedded.info.admin_secret.encode()):
+        assert secret not in shown
 
 
 def test_secret_files_are_private(embedded: EmbeddedServer) -> None:
     state_dir = embedded.info.state_dir
     conf = (state_dir / CONF_NAME).read_text()
-    assert f'requirepass "{embedded.password}"' in conf
+    assert f'requirepass "{embedded.info.admin_secret}"' in conf
+    assert embedded.password not in conf  # the sweep user's: only its SHA-256
     assert "appendonly yes" in conf and "appendfsync everysec" in conf
     for path in (state_dir / CONF_NAME, connection_file_path(state_dir)):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -99,17 +99,17 @@ def test_secret_files_are_private(embedded: EmbeddedServer) -> None:
 
 def test_aof_survives_restart(embedded: EmbeddedServer) -> None:
     client = connect(embedded.url)
-    client.set("kept", b"across restarts")
-    client.rpush("queue", b"a", b"b")
+    client.set("hqs:kept", b"across restarts")
+    client.rpush("hqs:queue", b"a", b"b")
     client.close()
     first = (embedded.pid, embedded.port, embedded.password)
     embedded.restart()
     assert embedded.pid != first[0]
     assert (embedded.port, embedded.password) == first[1:]
     client = connect(embedded.url)
-    assert client.get("kept") == b"across restarts"
-    assert client.lrange("queue", 0, -1) == [b"a", b"b"]
-    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    assert client.get("hqs:kept") == b"across restarts"
+    assert client.lrange("hqs:queue", 0, -1) == [b"a", b"b"]
+    assert connect(embedded.admin_url).config_get("appendonly") == {"appendonly": "yes"}
     client.close()
 
 
@@ -136,8 +136,8 @@ def test_kill_then_start_again(embedded: EmbeddedServer) -> None:
 
 def test_redis_url_fixture_gives_empty_keyspace(redis_url: str) -> None:
     client = connect(redis_url)
-    assert client.dbsize() == 0
-    client.set("leftover", 1)  # the next test's FLUSHALL removes it
+    assert client.scan(0) == (0, [])
+    client.set("hqs:leftover", 1)  # the next test's FLUSHALL removes it
     client.close()
 
 
@@ -205,7 +205,7 @@ def _cli(*args: str) -> tuple[int, str, str]:
 def test_cli_lifecycle(tmp_path: Path) -> None:
     state = ["--state-dir", str(tmp_path / "cli")]
     code, _, err = _cli("start", *state)
-    assert code == 0 and "redis://:***@127.0.0.1:" in err
+    assert code == 0 and "redis://hqsweep:***@127.0.0.1:" in err
     info = read_connection_file(tmp_path / "cli")
     assert info is not None and server_alive(info)
     try:

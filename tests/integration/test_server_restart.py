@@ -31,8 +31,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 def _killed_with_data(state_dir: Path) -> ServerInfo:
     """A server in `state_dir` holding a key that reached its AOF, then SIGKILLed."""
     info = start_server(state_dir)
-    client = connect(info.url)
-    client.set("kept", "yes")
+    connect(info.url).set("hqs:kept", "yes")
+    client = connect(info.admin_url)  # the sweep user may not rewrite the AOF
     client.execute_command("BGREWRITEAOF")  # on disk now, whatever appendfsync says
     poll(lambda: int(client.info("persistence")["aof_rewrite_in_progress"]) == 0, 10,
          "the AOF rewrite")
@@ -49,8 +49,9 @@ def test_a_server_started_after_one_died_keeps_its_port_password_and_data(
     fresh = start_server(tmp_path / "s")
     try:
         assert (fresh.port, fresh.password) == (dead.port, dead.password)
+        assert fresh.admin_secret == dead.admin_secret and fresh.user == dead.user
         assert fresh.pid != dead.pid
-        assert client.get("kept") == b"yes"
+        assert client.get("hqs:kept") == b"yes"
     finally:
         client.close()
         stop_server(fresh)
@@ -67,7 +68,7 @@ def test_new_password_and_a_taken_port(tmp_path: Path) -> None:
     fresh = start_server(tmp_path / "s", new_password=True)
     try:
         assert fresh.port == dead.port and fresh.password != dead.password
-        assert connect(fresh.url).get("kept") == b"yes"
+        assert connect(fresh.url).get("hqs:kept") == b"yes"
     finally:
         stop_server(fresh)
 
@@ -86,7 +87,7 @@ def test_a_server_restarted_outside_hq_sweep_is_found_and_adopted(tmp_path: Path
         assert found is not None and found.pid == restarted.pid
         recorded = read_connection_file(state_dir)
         assert recorded is not None and recorded.pid == restarted.pid
-        assert connect(found.url).get("kept") == b"yes"
+        assert connect(found.url).get("hqs:kept") == b"yes"
         stop_server(found)
         assert restarted.wait(10) == 0
     finally:

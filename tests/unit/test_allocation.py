@@ -6,9 +6,11 @@ The outputs below were recorded from Slurm 22.05.8 (/work/shared/slurm, 2 emulat
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +45,8 @@ from hq_sweep.launchers.slurm import (
     srun_command,
     step_env,
 )
+from hq_sweep.server.credentials import ServerRef
+from hq_sweep.server.handoff import Handoff
 from hq_sweep.worker.walltime import WalltimeGuard
 
 SCONTROL_SHOW_JOB_D = """\
@@ -171,17 +175,21 @@ def test_cpu_only_allocations_get_one_worker_per_task_or_per_cpus() -> None:
     assert all(p.gpus == 0 and p.cpus_per_task == 3 for p in plan)
 
 
-def test_srun_line_and_env_carry_no_secret_and_pin_the_node() -> None:
+def test_srun_line_and_env_carry_no_secret_and_pin_the_node(tmp_path: Path) -> None:
     step = Placement("n2", 1, gpus=1)
     command = srun_command(step)
     assert command[:2] == ["srun", "-N1"] and "--exact" in command
     assert command[command.index("-w") + 1] == "n2" and "--gres=gpu:1" in command
     url = "redis://:s3cret@127.0.0.1:1/0"
     assert not any("s3cret" in arg for arg in command)
-    env = step_env({"CUDA_VISIBLE_DEVICES": "0,1", "PATH": "/bin"}, step, 3, 4, url)
-    assert env["HQ_SWEEP_REDIS_URL"] == url and env["HQ_SWEEP_RANK"] == "3"
+    handoff = Handoff(ServerRef(url), tmp_path)
+    base = {"CUDA_VISIBLE_DEVICES": "0,1", "PATH": "/bin", "HQ_SWEEP_REDIS_URL": url}
+    env = step_env(base, step, 3, 4, handoff)
+    assert not any("s3cret" in value for value in env.values())  # a URL the user exported too
+    assert json.loads(Path(env["HQ_SWEEP_REDIS_URL_FILE"]).read_text()) == {"url": url}
+    assert env["HQ_SWEEP_RANK"] == "3"
     assert env["HQ_SWEEP_NODE"] == "n2" and "CUDA_VISIBLE_DEVICES" not in env
-    shared = step_env({}, Placement("n1", 0, tasks=2, gpus=1), 0, 4, url)
+    shared = step_env({}, Placement("n1", 0, tasks=2, gpus=1), 0, 4, handoff)
     assert "HQ_SWEEP_RANK" not in shared  # SLURM_PROCID tells a step's tasks apart
 
 
@@ -199,7 +207,7 @@ def test_every_launcher_name_makes_a_launcher_and_auto_resolves(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    url = "redis://:x@127.0.0.1:1/0"
+    url = Handoff(ServerRef("redis://:x@127.0.0.1:1/0"))  # writes nothing until a start
     local = make_launcher("auto", url, "s", workers=3)
     assert isinstance(local, Launcher)
     assert type(local) is LocalLauncher and local.count == 3
@@ -215,7 +223,7 @@ def test_every_launcher_name_makes_a_launcher_and_auto_resolves(
 
 
 def test_slurm_launcher_from_a_recorded_allocation_is_a_launcher() -> None:
-    launcher = from_allocation("redis://:x@127.0.0.1:1/0", "s", workers=3,
+    launcher = from_allocation(Handoff(ServerRef("redis://:x@127.0.0.1:1/0")), "s", workers=3,
                                allocation=gpu_nodes())
     assert isinstance(launcher, Launcher)
     assert launcher.count == 3 and launcher.job_id == "3"
@@ -223,7 +231,7 @@ def test_slurm_launcher_from_a_recorded_allocation_is_a_launcher() -> None:
     assert "worker output" in launcher.describe()  # where it goes: said, here no log dir
     empty = Allocation("9", ())
     with pytest.raises(LauncherError, match="no room for a worker"):
-        from_allocation("redis://:x@127.0.0.1:1/0", "s", allocation=empty)
+        from_allocation(Handoff(ServerRef("redis://:x@127.0.0.1:1/0")), "s", allocation=empty)
 
 
 class Clock:
@@ -272,8 +280,8 @@ def test_sigterm_goes_to_the_steps_through_scancel_not_to_srun() -> None:
         calls.append(tuple(args))
         return "26.0 mine\n26.1 other\n26.2 mine\n" if args[0] == "squeue" else ""
 
-    launcher = SlurmLauncher(0, "redis://:x@127.0.0.1:1/0", None, job_id="26", run=run,
-                             step_name="mine")
+    server = Handoff(ServerRef("redis://:x@127.0.0.1:1/0"))
+    launcher = SlurmLauncher(0, server, None, job_id="26", run=run, step_name="mine")
     launcher.signal_all(signal.SIGTERM)
     assert calls == [("squeue", "-h", "-s", "-j", "26", "-o", "%i %j"),
                      ("scancel", f"--signal={int(signal.SIGTERM)}", "26.0", "26.2")]

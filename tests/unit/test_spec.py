@@ -179,7 +179,8 @@ def test_int_uniform_with_float_bounds_reports_both() -> None:
 @pytest.mark.parametrize("name", ["1abc", "a b", "a/b", ""])
 def test_parameter_names_follow_wandb_pattern(name: str) -> None:
     (line,) = errors_of(sweep({name: {"value": 1}}))
-    assert line.startswith(f"parameters.{name}: invalid parameter name")
+    where = f"parameters.{name}" if name else "parameters['']"  # an empty key, quoted
+    assert line.startswith(f"{where}: invalid parameter name")
 
 
 def test_allowed_parameter_names() -> None:

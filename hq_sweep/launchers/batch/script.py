@@ -131,6 +131,9 @@ def _setup(o: SbatchOptions) -> str:
 # node and every chain link must see the same directory (a shared filesystem, not /tmp).
 export HQ_SWEEP_STATE_DIR={_state_dir(o)}
 mkdir -p "$HQ_SWEEP_STATE_DIR"
+# The job's server is found through the state dir: a Redis URL exported where the job was
+# submitted holds a password, and must neither reach the workers nor point them elsewhere.
+unset HQ_SWEEP_REDIS_URL HQ_SWEEP_REDIS_URL_FILE HQ_SWEEP_CONNECTION_FILE
 {activate}
 
 # Slurm's USR1 warning can come before the workers run; USR1's default action would kill

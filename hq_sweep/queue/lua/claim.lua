@@ -12,7 +12,9 @@
 --         (state, attempt, worker, started_at, lease set), single-node Redis
 -- Returns a flat array {number, record, ...}: each claimed trial's whole record as HGETALL
 -- gives it, after the claim (`messages.TrialRecord` decodes it). Numbers whose trial is no
--- longer queued (cancelled) are dropped from the list and skipped.
+-- longer queued (cancelled) are dropped from the list and skipped, as is anything in the list
+-- that is not a trial number (someone else's garbage); at most ARGV[3] + 1000 entries are
+-- looked at per call, so a list flooded with garbage costs a few calls, never a long one.
 local sweep_state = redis.call('HGET', KEYS[4], 'state')
 if sweep_state == 'stopping' or sweep_state == 'finished' then return {} end
 local now = redis.call('TIME')
@@ -20,11 +22,13 @@ local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local deadline = now_ms + tonumber(ARGV[2])
 local claimed = {}
 local wanted = tonumber(ARGV[3])
-while #claimed < wanted * 2 do
+local looked = 0
+while #claimed < wanted * 2 and looked < wanted + 1000 do
   local number = redis.call('LPOP', KEYS[3])
   if not number then break end
+  looked = looked + 1
   local key = ARGV[4] .. number
-  if redis.call('HGET', key, 'state') == 'queued' then
+  if string.match(number, '^%d+$') and redis.call('HGET', key, 'state') == 'queued' then
     redis.call('HINCRBY', key, 'attempt', 1)
     redis.call('HSET', key, 'state', 'running', 'worker', ARGV[1],
                'started_at', string.format('%.3f', now_ms / 1000), 'lease', deadline)

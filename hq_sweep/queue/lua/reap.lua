@@ -19,7 +19,8 @@ local reply = {0}
 for _, number in ipairs(expired) do
   redis.call('ZREM', KEYS[1], number)
   local key = ARGV[1] .. number
-  if redis.call('HGET', key, 'state') == 'running' then
+  -- A member that is not a trial number is someone else's garbage: dropped above, skipped.
+  if string.match(number, '^%d+$') and redis.call('HGET', key, 'state') == 'running' then
     local attempt = tonumber(redis.call('HGET', key, 'attempt'))
     local used = attempt - tonumber(redis.call('HGET', key, 'released') or '0')
     redis.call('HDEL', key, 'lease')
