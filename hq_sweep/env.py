@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from hq_sweep.errors import InvalidInput
+
 RANK = "HQ_SWEEP_RANK"
 LOCAL_RANK = "HQ_SWEEP_LOCAL_RANK"
 WORLD_SIZE = "HQ_SWEEP_WORLD_SIZE"
@@ -27,6 +29,10 @@ REDIS_URL = "HQ_SWEEP_REDIS_URL"
 REDIS_URL_FILE = "HQ_SWEEP_REDIS_URL_FILE"
 CONNECTION_FILE = "HQ_SWEEP_CONNECTION_FILE"
 SERVER_VARS = (REDIS_URL, REDIS_URL_FILE, CONNECTION_FILE)
+# How long controllers and workers wait for a server that went away before they give up
+# (a worker then exits exitcodes.LOST_SERVER): a restart or a move takes seconds to minutes.
+PATIENCE = "HQ_SWEEP_PATIENCE"
+DEFAULT_PATIENCE_S = 300.0
 
 
 def _first(env: Mapping[str, str], *names: str) -> str | None:
@@ -91,6 +97,27 @@ def local_worker_env(rank: int, world_size: int, node: str | None = None) -> dic
         WORLD_SIZE: str(world_size),
         NODE: node or socket.gethostname(),
     }
+
+
+def patience_s(env: Mapping[str, str] | None = None) -> float:
+    """$HQ_SWEEP_PATIENCE in seconds (DEFAULT_PATIENCE_S when unset)."""
+    raw = (os.environ if env is None else env).get(PATIENCE, "").strip()
+    if not raw:
+        return DEFAULT_PATIENCE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise InvalidInput(f"${PATIENCE}: {raw!r} is not a positive number of seconds")
+    return value
+
+
+def forwarded_settings(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """hq-sweep's own settings in `env` that a worker started elsewhere (a HyperQueue task,
+    which gets its HQ worker's environment rather than ours) must be given."""
+    source = os.environ if env is None else env
+    return {name: source[name] for name in (PATIENCE,) if source.get(name)}
 
 
 def without_server_vars(env: Mapping[str, str]) -> dict[str, str]:

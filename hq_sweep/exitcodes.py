@@ -12,13 +12,15 @@ RECYCLE = 13  # max_trials_per_worker or the memory limit reached: replace me
 HUNG = 14  # a trial overran trial_timeout and could not be interrupted: replace me
 COUNTED = 15  # ran the trials `--count` asked for (like `wandb agent --count`): done
 ENDED = 16  # the sweep had already finished when the worker came: nothing to run
+LOST_SERVER = 17  # the server stayed unreachable for the whole patience ($HQ_SWEEP_PATIENCE)
 
 # Exits a launcher answers by starting a fresh worker (setup() runs again there).
 REPLACE = frozenset({RECYCLE, HUNG})
 # Exits that mean "stop": a launcher must not restart these.
 DELIBERATE = frozenset({OK, DRAINED, REQUEUED, WALLTIME, COUNTED})
-# Restarting these would only fail again the same way.
-NO_RESTART = DELIBERATE | {UNUSABLE, ENDED}
+# Restarting these would only fail again the same way (a replacement for LOST_SERVER would
+# wait out the same patience for a server that is gone).
+NO_RESTART = DELIBERATE | {UNUSABLE, ENDED, LOST_SERVER}
 
 NAMES = {
     OK: "sweep ended",
@@ -31,6 +33,7 @@ NAMES = {
     HUNG: "replaced after an uninterruptible trial timeout",
     COUNTED: "ran its --count trials",
     ENDED: "the sweep had already finished",
+    LOST_SERVER: "the server stayed unreachable",
 }
 
 

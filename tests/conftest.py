@@ -34,12 +34,15 @@ def _isolated_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     for named in ("HQ_SWEEP_REDIS_URL_FILE", "HQ_SWEEP_CONNECTION_FILE"):  # the same, by a file
         monkeypatch.delenv(named, raising=False)
     yield state_dir
-    try:
-        leftover = read_connection_file(state_dir)
-    except ConnectionFileError:
-        return
-    if leftover is not None and server_alive(leftover):
-        stop_server(leftover)
+    # Servers a test started (`server start`, in this state dir or one of its own) stop
+    # with it, also when it failed half-way.
+    for record in tmp_path.rglob("connection.json"):
+        try:
+            leftover = read_connection_file(record.parent)
+        except ConnectionFileError:
+            continue
+        if leftover is not None and server_alive(leftover):
+            stop_server(leftover)
 
 
 @pytest.fixture(scope="session")

@@ -41,8 +41,10 @@ from hq_sweep.cli.sbatch import register_cluster_commands
 from hq_sweep.cli.server import server_app
 from hq_sweep.cli.workers import register_worker_commands
 from hq_sweep.controller.loop import Controller, ControllerOptions
-from hq_sweep.errors import EXIT_NO_COMPLETE
+from hq_sweep.env import PATIENCE, patience_s
+from hq_sweep.errors import EXIT_NO_COMPLETE, RedisUnavailable
 from hq_sweep.launchers.local import LocalLauncher
+from hq_sweep.queue.repoint import RIDE_OUT_S
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.monitor import watch
 from hq_sweep.results.progress import DEFAULT_EVERY_S, ProgressPrinter, headline
@@ -245,7 +247,8 @@ def enqueue(
     spec = _with_trials(load_spec(file), trials)
     setup_logging()
     server = locate_server(redis_url)
-    connection = server.connect()
+    patience = patience_s()
+    connection = server.connect(ride_out_s=min(RIDE_OUT_S, patience))
     registration = open_or_register(connection, spec, file, sweep, resume)
     sweep_id = registration.sweep_id
     _announce(registration, file, SweepQueue(connection, sweep_id), command="enqueue")
@@ -254,7 +257,7 @@ def enqueue(
     if detach:
         _spawn_controller(SweepQueue(connection, sweep_id), server, lock_lease)
         return
-    _run_controller(SweepQueue(connection, sweep_id), lock_lease, progress_every)
+    _run_controller(SweepQueue(connection, sweep_id), lock_lease, progress_every, patience)
 
 
 def _spawn_controller(queue: SweepQueue, server: ServerRef, lock_lease: float) -> None:
@@ -274,14 +277,20 @@ def _spawn_controller(queue: SweepQueue, server: ServerRef, lock_lease: float) -
         )
 
 
-def _run_controller(queue: SweepQueue, lock_lease: float,
-                    progress_every: float = DEFAULT_EVERY_S) -> None:
+def _run_controller(queue: SweepQueue, lock_lease: float, progress_every: float,
+                    patience: float) -> None:
     """The controller in this process, with a progress line every so often (its log is
     where people look: a terminal, or a batch job's output)."""
     spec = stored_spec(queue)
-    options = ControllerOptions(lease_ms=int(lock_lease * 1000))
+    options = ControllerOptions(lease_ms=int(lock_lease * 1000), patience_s=patience)
     printer = ProgressPrinter(queue, sweep_total(spec), say=_say_dim, every_s=progress_every)
-    Controller(queue, spec, options).run(on_tick=printer.maybe)
+    try:
+        Controller(queue, spec, options).run(on_tick=printer.maybe)
+    except RedisUnavailable as exc:
+        fail(f"the server stayed unreachable for {patience:.0f} s (${PATIENCE}): "
+             f"{str(exc).rstrip('.')}. Start "
+             f"it again (`hq-sweep server start` in its state directory), then "
+             f"`hq-sweep controller {queue.sweep_id}` takes the sweep up where it stopped")
     printer.finish()
 
 
@@ -295,8 +304,10 @@ def controller_command(
 ) -> None:
     """Run (or resume, or stand by for) the controller of a registered sweep."""
     setup_logging()
-    queue = open_sweep(locate_server(redis_url, sweep=sweep), sweep)
-    _run_controller(queue, lock_lease, progress_every)
+    patience = patience_s()
+    queue = open_sweep(locate_server(redis_url, sweep=sweep), sweep,
+                       ride_out_s=min(RIDE_OUT_S, patience))
+    _run_controller(queue, lock_lease, progress_every, patience)
 
 
 # Registered after the commands above, so `--help` lists run/enqueue/workers first.

@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from hq_sweep.errors import EXIT_FAILURE, HqSweepError
 from hq_sweep.queue.client import connect, redact
+from hq_sweep.queue.redaction import redact_text
 from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.server.credentials import ServerRef
@@ -110,12 +111,12 @@ def debug_wanted() -> bool:
 
 def _print_traceback(exc: BaseException) -> None:
     for chunk in traceback.format_exception(exc):
-        sys.stderr.write(redact(chunk))  # a URL in a message must not show its password
+        sys.stderr.write(redact_text(redact(chunk)))  # no URL in it may show its password
     sys.stderr.flush()
 
 
 def _report(exc: HqSweepError) -> None:
-    for line in exc.lines():
+    for line in map(redact_text, exc.lines()):  # a URL typed where a path goes, say
         if exc.prefixed:
             console.print(Text.assemble(("error:", "bold red"), " ", line), soft_wrap=True)
         else:
@@ -189,10 +190,12 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def open_sweep(url: str | ServerRef, sweep: str | None) -> SweepQueue:
+def open_sweep(url: str | ServerRef, sweep: str | None,
+               ride_out_s: float | None = None) -> SweepQueue:
     """The sweep named, or the newest one on the server; a clear error when there is none.
-    Given a ServerRef, the connection follows a server that moves (see `ServerRef.connect`)."""
-    connection = connect(url) if isinstance(url, str) else url.connect()
+    Given a ServerRef, the connection follows a server that moves (see `ServerRef.connect`),
+    waiting out an outage for up to `ride_out_s` under each command."""
+    connection = connect(url) if isinstance(url, str) else url.connect(ride_out_s=ride_out_s)
     registry = SweepRegistry(connection)
     if sweep is None:
         sweep = registry.latest()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Annotated
 
 import typer
@@ -19,17 +20,22 @@ from hq_sweep.cli.common import (
     friendly_errors,
     setup_logging,
 )
-from hq_sweep.env import REDIS_URL
-from hq_sweep.errors import HqSweepError
+from hq_sweep.env import PATIENCE, REDIS_URL, patience_s
+from hq_sweep.errors import HqSweepError, RedisUnavailable
 from hq_sweep.launchers.registry import Launcher, LauncherName, make_launcher
+from hq_sweep.queue.admin import ping
 from hq_sweep.queue.client import connect
+from hq_sweep.queue.repoint import RIDE_OUT_S
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.monitor import stall_fix
 from hq_sweep.results.summary import finished_count
-from hq_sweep.server.connection import locate_server
+from hq_sweep.server.connection import ServerNotAnswering, locate_server
+from hq_sweep.server.credentials import ServerRef
 from hq_sweep.server.handoff import Handoff
 from hq_sweep.worker.lifecycle import SweepEnded, run_worker, sweep_over
 from hq_sweep.worker.warm_loop import WorkerOptions
+
+_SERVER_POLL_S = 1.0  # while start-workers waits for a server coming back
 
 
 @friendly_errors
@@ -41,14 +47,21 @@ def worker(
 ) -> None:
     """Run one warm worker in this process (what start-workers launches)."""
     setup_logging()
-    connection = locate_server(redis_url, sweep=sweep).connect()
+    patience = patience_s()
+    connection = locate_server(redis_url, sweep=sweep).connect(
+        ride_out_s=min(RIDE_OUT_S, patience))
     # Found: the user's code (and what it starts) has no need of a URL exported for our CLI.
     os.environ.pop(REDIS_URL, None)
+    options = WorkerOptions(count=count, redis_patience_s=patience)
     try:
-        code = run_worker(connection, sweep, WorkerOptions(count=count), wait_s=wait)
+        code = run_worker(connection, sweep, options, wait_s=wait)
     except SweepEnded as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         code = exc.exit_code
+    except RedisUnavailable as exc:  # for the whole patience: a replacement would wait again
+        console.print(f"[bold red]error:[/] the server stayed unreachable for {patience:.0f} s "
+                      f"(${PATIENCE}): {exc}", highlight=False, soft_wrap=True)
+        code = exitcodes.LOST_SERVER
     except HqSweepError as exc:  # its user code or sweep cannot work: restarting won't help
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         code = exitcodes.UNUSABLE
@@ -73,7 +86,7 @@ def start_workers(
     count: CountOption = None,
 ) -> None:
     """Start warm workers (local, Slurm steps or HyperQueue) and wait until the sweep ends."""
-    server = locate_server(redis_url, sweep=sweep)
+    server = _await_server(redis_url, sweep, patience_s())
     url = server.url
     if sweep is not None:
         _refuse_finished(url, sweep)
@@ -86,6 +99,30 @@ def start_workers(
                                  worker_args=worker_args)
         _supervise(launcher)
     _report(launcher, url, sweep)
+
+
+def _await_server(redis_url: str | None, sweep: str | None, patience: float) -> ServerRef:
+    """The server, waiting up to `patience` for a recorded one that does not answer yet (it is
+    being restarted, or its job has not started): workers would otherwise fail at once."""
+    deadline = time.monotonic() + patience
+    waiting = False
+    while True:
+        try:
+            server = locate_server(redis_url, sweep=sweep)
+        except ServerNotAnswering as exc:
+            if time.monotonic() >= deadline:
+                raise
+            if not waiting:
+                console.print(f"{exc.what}: waiting up to {patience:.0f} s for it to answer "
+                              f"(${PATIENCE})", highlight=False, soft_wrap=True)
+                waiting = True
+            time.sleep(_SERVER_POLL_S)
+            continue
+        if waiting:
+            console.print("the server answers", highlight=False)
+        if server.file is None:  # a URL given: no file says it is coming back; fail fast
+            ping(connect(server.url))
+        return server
 
 
 def _supervise(launcher: Launcher) -> None:
@@ -106,6 +143,10 @@ def _report(launcher: Launcher, url: str, sweep: str | None) -> None:
     ended = "workers ended: " + ", ".join(exitcodes.describe(c) for c in codes)
     if codes and all(code == exitcodes.ENDED for code in codes):
         fail(f"{ended}: nothing ran", exitcodes.ENDED)
+    if exitcodes.LOST_SERVER in codes:
+        fail(f"{ended}: the server stayed unreachable for {patience_s():.0f} s (${PATIENCE}). "
+             "Start it again (`hq-sweep server start` in its state directory), then "
+             "start-workers: the sweep goes on where it stopped")
     if exitcodes.UNUSABLE in codes and sweep is not None:
         stalled = SweepQueue(connect(url), sweep).meta.read().get("stalled")
         if stalled:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from hq_sweep.controller.rebuild import read_history
 from hq_sweep.controller.strategy._base import Best, SamplesByRun, Strategy, Suggested
 from hq_sweep.controller.strategy.choice import strategy_for
+from hq_sweep.env import DEFAULT_PATIENCE_S
 from hq_sweep.errors import HqSweepError, RedisUnavailable
 from hq_sweep.messages import SuggestAnswer, SuggestRequest, TrialOutcome, TrialState
 from hq_sweep.queue.admin import ping
@@ -54,6 +55,7 @@ class ControllerOptions:
     target_job_s: float = 0.2  # size rq jobs so one carries about this much work
     max_batch: int = 256
     seed: int | None = None
+    patience_s: float = DEFAULT_PATIENCE_S  # how long to wait for a server that went away
 
 
 class Controller:
@@ -79,15 +81,15 @@ class Controller:
 
     def run(self, on_tick: Callable[[], None] | None = None) -> str:
         """Drive the sweep to its end; returns why it ended."""
-        patiently(self._acquire_lock, "controller lock")
+        patiently(self._acquire_lock, "controller lock", self.options.patience_s)
         try:
-            patiently(self._start, "rebuild")
+            patiently(self._start, "rebuild", self.options.patience_s)
             while True:
                 try:
                     self.step()
                     self._housekeeping()
                     if self._done():
-                        return patiently(self._finish, "finish")
+                        return patiently(self._finish, "finish", self.options.patience_s)
                 except RedisUnavailable as exc:
                     self._recover(exc)
                 if on_tick is not None:
@@ -252,9 +254,10 @@ class Controller:
     def _recover(self, exc: Exception) -> None:
         """Redis went away: wait for it, then re-read what may have been lost in flight."""
         log.warning("Redis unreachable (%s); waiting for it", exc)
-        patiently(lambda: ping(self.queue.connection), "controller")
-        patiently(self._keep_lock, "controller lock")
-        patiently(self.reconcile, "reconcile")
+        patience = self.options.patience_s
+        patiently(lambda: ping(self.queue.connection), "controller", patience)
+        patiently(self._keep_lock, "controller lock", patience)
+        patiently(self.reconcile, "reconcile", patience)
         # Leases run on the server's clock, which went on while it was down: give the
         # workers' heartbeats one lease to renew before expired-looking trials are requeued.
         self._last_reap = time.monotonic() + self.spec.lease
@@ -313,7 +316,8 @@ class Controller:
             batches = [tasks[i : i + batch] for i in range(0, len(tasks), batch)]
             # Asked trials exist only here until Redis holds them: a server that dies now
             # must not lose them (fenced by `next`: a retry after a lost reply is a no-op).
-            patiently(lambda: self.queue.trials.enqueue(batches, first), "enqueue trials")
+            patiently(lambda: self.queue.trials.enqueue(batches, first), "enqueue trials",
+                      self.options.patience_s)
 
     # ---- publishing ---------------------------------------------------------------------
 

@@ -14,12 +14,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from hq_sweep.env import REDIS_URL, without_server_vars
+from hq_sweep.env import without_server_vars
 from hq_sweep.errors import HqSweepError
 
 # The Redis URL holds a password: no launcher sets it for a worker (nor passes it in argv);
 # workers get the path of the file that holds it, from a ServerHandoff.
-REDIS_URL_VAR = REDIS_URL
 # Once one of these has been forwarded the workers are being asked to leave (SIGUSR1: Slurm's
 # walltime warning): a launcher drains, i.e. it restarts nothing after that.
 STOPPING_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGUSR1})

@@ -21,7 +21,6 @@ from typing import IO
 from hq_sweep.env import local_worker_env
 from hq_sweep.exitcodes import describe
 from hq_sweep.launchers._base import (
-    REDIS_URL_VAR,
     STOPPING_SIGNALS,
     ServerHandoff,
     log_event,
@@ -38,7 +37,7 @@ from hq_sweep.launchers.slots import (
     gave_up_text,
 )
 
-__all__ = ["REDIS_URL_VAR", "LocalLauncher", "worker_command"]
+__all__ = ["LocalLauncher", "worker_command"]
 
 # How long wait() blocks between supervision passes: short enough that a crash is noticed
 # and a due restart happens promptly, long enough not to spin.

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from hq_sweep.env import JobEnvironment
+from hq_sweep.env import JobEnvironment, forwarded_settings
 from hq_sweep.launchers._base import Launcher, LauncherError, ServerHandoff
 
 __all__ = ["Launcher", "LauncherError", "LauncherName", "Sizing", "launcher_kind",
@@ -68,7 +68,7 @@ def _hq(server: ServerHandoff, sweep: str | None, size: Sizing) -> Launcher:
     return HyperQueueLauncher(size.workers or 2, server, sweep,
                               gpus_per_worker=1 if size.workers_per_gpu else 0,
                               cpus_per_worker=size.cpus_per_worker or 1,
-                              extra_args=size.worker_args)
+                              extra_args=size.worker_args, env=forwarded_settings())
 
 
 # Adding a launcher: a LauncherName member and its factory here, nothing else.

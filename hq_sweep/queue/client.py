@@ -27,6 +27,9 @@ __all__ = ["Client", "ScriptMissing", "connect", "for_rq", "redact", "text", "tr
 
 _T = TypeVar("_T")
 _UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# What rq's own calls raise when the server cannot be reached (rq gets redis-py's errors:
+# `for_rq`); `translate` makes one of them the project's RedisUnavailable.
+UNREACHABLE_ERRORS: tuple[type[redis.exceptions.RedisError], ...] = _UNREACHABLE
 _PERMANENT = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
 
 
@@ -155,7 +158,7 @@ class _TransientRetry(Retry):
 
 def connect(
     url: str, *, socket_timeout: float | None = 30.0, client_name: str | None = None,
-    reread: Callable[[], str] | None = None,
+    reread: Callable[[], str] | None = None, ride_out_s: float | None = None,
 ) -> Client:
     """A client for `url` with hq-sweep's connection policy.
 
@@ -165,7 +168,8 @@ def connect(
     exponential backoff. Callers issuing blocking commands longer than `socket_timeout`
     must raise it (or pass None). Retried writes may apply twice: state changes that must
     not are fenced by the queue's Lua scripts, not by this client. `reread`: where the URL
-    came from, read again after an outage of `repoint.REREAD_AFTER_S` (None: never).
+    came from, read again after an outage of `repoint.REREAD_AFTER_S` (None: never);
+    `ride_out_s`: how long each command then waits out an outage (`repoint.RIDE_OUT_S`).
     """
     retry = _TransientRetry(
         ExponentialBackoff(cap=1.0, base=0.05),
@@ -185,6 +189,8 @@ def connect(
         **tcp,
     )
     pool.reread = reread
+    if ride_out_s is not None:
+        pool.ride_out_s = ride_out_s
     if reread is not None:
         retry.pool = pool  # before the first connection copies the policy
     client = Client(connection_pool=pool)

@@ -22,6 +22,7 @@ from hq_sweep.messages import MessageError, loads_object
 from hq_sweep.queue.client import Client, text
 from hq_sweep.queue.keys import SWEEPS
 from hq_sweep.queue.lock_token import describe_holder
+from hq_sweep.queue.meta import readable
 from hq_sweep.queue.registry import SweepRegistry
 from hq_sweep.queue.reports import CANCEL_DECISION
 from hq_sweep.queue.scripts import script
@@ -198,6 +199,12 @@ def best_value(raw: str | None) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _lenient_text(raw: bytes | None) -> str:
+    """A meta field as text; someone else's bytes that are no UTF-8 read as replacements
+    (`display_state` and `best_value` then see a value they do not know)."""
+    return raw.decode(errors="replace") if raw else ""
+
+
 def overviews(connection: Client) -> list[SweepOverview]:
     """Every sweep on the server, oldest first."""
     entries: list[tuple[bytes, float]] = connection.zrange(  # type: ignore[assignment]
@@ -212,8 +219,8 @@ def overviews(connection: Client) -> list[SweepOverview]:
     for (raw_id, created), meta_raw, counts_raw in zip(entries, replies[::2], replies[1::2],
                                                        strict=True):
         meta = dict(zip(("state", "stop", "best", "finished_reason"),
-                        (text(v) or "" for v in meta_raw), strict=True))
-        counts = {text(k) or "": int(v) for k, v in counts_raw.items()}
+                        (_lenient_text(v) for v in meta_raw), strict=True))
+        counts = readable(counts_raw, int)  # garbage fields left out, as SweepMeta does
         found.append(SweepOverview(text(raw_id) or "", display_state(meta), counts,
                                    best_value(meta["best"]), float(created),
                                    meta["finished_reason"]))

@@ -118,3 +118,19 @@ def readable(raw: Mapping[Any, Any], convert: Callable[[str], _V]) -> dict[str, 
         except (ValueError, UnicodeDecodeError, AttributeError):
             continue
     return found
+
+
+def decode_best(raw: str | None) -> dict[str, Any] | None:
+    """The best trial as `set_best` wrote it ({number, value, params}); None when there is
+    none, or when the field holds anything else (someone else's garbage must not end a
+    monitor: the controller writes it again at the next new best)."""
+    try:
+        found = json.loads(raw) if raw else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(found, dict):
+        return None
+    number, value = found.get("number"), found.get("value")
+    if type(number) is not int or type(value) not in (int, float):
+        return None
+    return found if isinstance(found.get("params"), dict) else None

@@ -44,6 +44,7 @@ class MovablePool(ConnectionPool):
         self._made: weakref.WeakSet[Any] = weakref.WeakSet()  # every connection it made
         super().__init__(*args, **kwargs)
         self.reread: Callable[[], str] | None = None
+        self.ride_out_s = RIDE_OUT_S  # a caller with less patience shortens it (`connect`)
         self._move_lock = threading.Lock()
         self._down_since: float | None = None
         self._last_reread = 0.0
@@ -70,11 +71,11 @@ class MovablePool(ConnectionPool):
 
     def outlast(self) -> bool:
         """A command could not reach the server: whether to try it again, after a pause,
-        rather than fail — while the outage is under RIDE_OUT_S old (the file is read again
+        rather than fail — while the outage is under `ride_out_s` old (the file is read again
         meanwhile, and a move followed: the command's own connection moves too)."""
         self.unreachable()
         down = self._down_since
-        if self.reread is None or down is None or time.monotonic() - down >= RIDE_OUT_S:
+        if self.reread is None or down is None or time.monotonic() - down >= self.ride_out_s:
             return False
         time.sleep(_RIDE_OUT_PAUSE_S)
         return True

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from hq_sweep.messages import FINISHED_STATES, TrialRecord
 from hq_sweep.queue.lock_token import describe_holder, missing_controller
+from hq_sweep.queue.meta import decode_best
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.queue.workers import live_beats
 from hq_sweep.results.cost import cost_line, cost_totals
@@ -94,9 +95,10 @@ def take_snapshot(
 ) -> Snapshot:
     meta = queue.meta.read()
     counts = queue.meta.counts()
-    best = json.loads(meta["best"]) if meta.get("best") else None
-    spec = json.loads(meta.get("spec") or "{}")
-    metric = spec.get("metric") or {}
+    best = decode_best(meta.get("best"))
+    spec = _stored_spec(meta)
+    metric = spec.get("metric")
+    metric = metric if isinstance(metric, dict) else {}
     finished = sum(counts.get(s, 0) for s in FINISHED)
     heard = queue.workers.all()
     beats = live_beats(heard, within_s=10.0)
@@ -129,6 +131,16 @@ def take_snapshot(
         next_number=_int(meta.get("next")),
         cost=cost_line(cost_totals(queue)) if finished else "",
     )
+
+
+def _stored_spec(meta: dict[str, str]) -> dict[str, Any]:
+    """The stored sweep file as a mapping ({} when it does not read: the monitor shows the
+    counts anyway; commands that need the spec say what is wrong with it)."""
+    try:
+        spec = json.loads(meta.get("spec") or "{}")
+    except (ValueError, RecursionError):
+        return {}
+    return spec if isinstance(spec, dict) else {}
 
 
 def _method(spec: dict[str, Any]) -> str:

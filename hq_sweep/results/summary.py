@@ -12,6 +12,7 @@ from typing import Any
 from hq_sweep.errors import HqSweepError
 from hq_sweep.messages import TrialRecord, TrialState
 from hq_sweep.queue.lock_token import describe_holder
+from hq_sweep.queue.meta import decode_best
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.cost import COST_COLUMNS, cost_columns, cost_totals
 from hq_sweep.spec.param_tree import nest
@@ -75,8 +76,11 @@ def failure_text(failure: dict[str, Any]) -> str:
 def best(queue: SweepQueue, *, flat: bool = False) -> dict[str, Any] | None:
     """The best trial as the controller keeps it in the meta hash (O(1)): number, value and
     params nested as in the sweep file (`flat`: with dotted names, read from its record)."""
-    raw = queue.meta.read().get("best")
-    found: dict[str, Any] | None = json.loads(raw) if raw else None
+    found = decode_best(queue.meta.read().get("best"))
+    if found is None and queue.meta.counts().get("complete") and not multi_objective(queue):
+        # Not published yet, or overwritten with garbage: the records know.
+        top = top_trials(queue, 1, flat=flat)
+        return top[0] if top else None
     if found is not None and flat:
         found["params"] = queue.trials.params(int(found["number"]))
     return found
@@ -105,7 +109,7 @@ def spec_from_meta(meta: dict[str, str]) -> SweepSpec | None:
     """The sweep's spec from its meta hash; None when it has none that parses."""
     try:
         return parse_spec(json.loads(meta["spec"]), source="stored sweep")
-    except (KeyError, ValueError, TypeError, HqSweepError):
+    except (KeyError, ValueError, TypeError, RecursionError, HqSweepError):
         return None
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "LooseConnectionFileError",
     "NoServerError",
     "ServerInfo",
+    "ServerNotAnswering",
     "adopt",
     "auth_ping",
     "connection_file_path",
@@ -65,6 +66,7 @@ ENV_REDIS_URL = "HQ_SWEEP_REDIS_URL"
 ENV_STATE_DIR = "HQ_SWEEP_STATE_DIR"
 CONNECTION_FILE_NAME = "connection.json"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+LOOPBACK_BINDS = ("127.0.0.1", "::1", "localhost")
 
 _HOWTO = (
     "Start one with `hq-sweep server start`, point at an existing one with "
@@ -75,6 +77,14 @@ _HOWTO = (
 
 class NoServerError(HqSweepError):
     """No Redis server could be located; the message says what the user can do."""
+
+
+class ServerNotAnswering(NoServerError):
+    """A server is recorded, and may be on its way back (being restarted): it does not answer."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}. {_HOWTO}")
+        self.what = what
 
 
 class BadRedisUrlError(InvalidInput):
@@ -263,7 +273,7 @@ def _checked_url(url: str, source: str) -> str:
 def not_running_message(info: ServerInfo) -> str:
     """Why the recorded server cannot be used from here, for error messages."""
     where = f"{connection_file_path(info.state_dir)} ({info.redacted_url}, pid {info.pid})"
-    if info.node != socket.gethostname() and info.bind in ("127.0.0.1", "::1", "localhost"):
+    if info.node != socket.gethostname() and info.bind in LOOPBACK_BINDS:
         return f"the server in {where} listens on loopback on {info.node}: unreachable from here"
     return f"the server recorded in {where} is not running"
 
@@ -309,7 +319,10 @@ def locate_server(explicit: str | None = None, *, state_dir: Path | None = None,
             f"file in {directory}. {_HOWTO}"
         )
     if not server_alive(info):
-        raise NoServerError(f"{not_running_message(info)}. {_HOWTO}")
+        elsewhere = info.node != socket.gethostname() and info.bind in LOOPBACK_BINDS
+        if elsewhere:
+            raise NoServerError(f"{not_running_message(info)}. {_HOWTO}")
+        raise ServerNotAnswering(not_running_message(info))
     path = connection_file_path(directory)
     return ServerRef(info.url, path, CONNECTION_FILE, lambda: _recorded_url(path))
 

@@ -30,7 +30,7 @@ import time
 import warnings
 from pathlib import Path
 
-from hq_sweep.errors import HqSweepError
+from hq_sweep.errors import EXIT_INVALID, HqSweepError
 from hq_sweep.queue import admin
 from hq_sweep.server.binary import (
     ServerBinaryNotFoundError,
@@ -102,7 +102,14 @@ class ServerAlreadyRunningError(ServerError):
     """A live server already owns the state directory."""
 
 
+class BadBindError(ServerStartError):
+    """--bind names no address of this machine (a typo, another host's address)."""
+
+    exit_code = EXIT_INVALID
+
+
 def _free_port(bind: str) -> int:
+    """A port free on `bind` now; BadBindError when `bind` is no address we can listen on."""
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     address = {"*": "0.0.0.0", "::*": "::", "-::*": "::"}.get(bind, bind)
     try:
@@ -110,7 +117,8 @@ def _free_port(bind: str) -> int:
             probe.bind((address, 0))
             return int(probe.getsockname()[1])
     except OSError as exc:
-        raise ServerStartError(f"cannot bind to {bind!r}: {exc.strerror or exc}") from exc
+        raise BadBindError(f"--bind {bind!r}: cannot listen there ({exc.strerror or exc}); give "
+                           "an address of this machine, or * for all of them") from exc
 
 
 def _lock_state_dir(state_dir: Path, wait: float = 3.0) -> int:
@@ -215,6 +223,7 @@ def _launch(
     """Write the config, start the server and wait for it; retries a port lost to a race."""
     log_path = state_dir / LOG_NAME
     _tighten_modes(state_dir)
+    _free_port(plan.bind)  # a --bind we cannot listen on: say so before starting anything
     for attempt in range(1, (1 if port else _PORT_ATTEMPTS) + 1):
         chosen = port or _free_port(plan.bind)
         write_config(state_dir, secrets=plan.secrets, port=chosen, bind=plan.bind, tls=plan.tls)

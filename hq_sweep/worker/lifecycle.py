@@ -17,6 +17,7 @@ from hq_sweep.env import JobEnvironment
 from hq_sweep.errors import HqSweepError, TransportError
 from hq_sweep.queue.client import Client
 from hq_sweep.queue.registry import SweepRegistry
+from hq_sweep.queue.retry import patiently
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.spec.param_tree import nest
 from hq_sweep.spec.sweep import StoredSpecError, SweepSpec, parse_stored_spec
@@ -59,8 +60,8 @@ def wait_for_sweep(connection: Client, sweep_id: str | None, timeout_s: float) -
             if running:
                 return running[0]
         if time.monotonic() >= deadline:
-            what = f"sweep {sweep_id!r}" if sweep_id else "a running sweep"
-            raise WorkerStartError(f"no {what} on the server after {timeout_s:.0f} s")
+            what = f"no sweep {sweep_id!r}" if sweep_id else "no running sweep"
+            raise WorkerStartError(f"{what} on the server after {timeout_s:.0f} s")
         time.sleep(0.5)
 
 
@@ -148,6 +149,17 @@ def _run_setup(code: UserCode, ctx: WorkerContext) -> Any:
     return state
 
 
+def _load_logged(spec: SweepSpec, meta: dict[str, str], sweep_id: str, name: str) -> UserCode:
+    """`load_objective`, with the user's traceback in the log when their module raised on
+    import (the error itself is one line: where a syntax error or a missing package is)."""
+    try:
+        return load_objective(spec, meta, sweep_id)
+    except UserCodeError as exc:
+        if exc.__cause__ is not None:
+            log.error("%s: %s", name, exc, exc_info=exc.__cause__)
+        raise
+
+
 def _stored_spec(queue: SweepQueue, meta: dict[str, str], sweep_id: str) -> SweepSpec:
     """The sweep's spec; one that does not parse stalls the sweep (every worker would fail
     alike) and ends this worker as unable to start."""
@@ -164,9 +176,11 @@ def run_worker(
 ) -> int:
     """Serve one sweep until it ends or we are told to stop; returns the exit code."""
     early = EarlySignals()  # imports and setup() take a while: a signal then must not kill us
-    sweep_id = wait_for_sweep(connection, sweep_id, wait_s)
+    patience = options.redis_patience_s  # a server restarting as we start: wait for it
+    sweep_id = patiently(lambda: wait_for_sweep(connection, sweep_id, wait_s), "find the sweep",
+                         patience)
     queue = SweepQueue(connection, sweep_id)
-    meta = queue.meta.read()
+    meta = patiently(queue.meta.read, "read the sweep", patience)
     spec = _stored_spec(queue, meta, sweep_id)
     if (over := sweep_over(sweep_id, meta)) is not None:
         raise SweepEnded(f"{over}: no trials to run")
@@ -174,7 +188,7 @@ def run_worker(
     job = JobEnvironment.from_env()
     name = job.worker_name()
     try:
-        code = load_objective(spec, meta, sweep_id)
+        code = _load_logged(spec, meta, sweep_id, name)
         state = _run_setup(code, WorkerContext(worker_name=name, sweep=sweep_id, spec=spec,
                                                job=job))
     except UserCodeError as exc:  # every worker would fail alike: the sweep is stalled

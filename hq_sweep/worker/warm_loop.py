@@ -25,10 +25,14 @@ from types import FrameType
 from typing import Any
 
 from rq import Queue, SimpleWorker
+from rq.exceptions import DequeueTimeout, StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from hq_sweep import exitcodes
+from hq_sweep.errors import RedisUnavailable
+from hq_sweep.queue.client import UNREACHABLE_ERRORS, translate
 from hq_sweep.queue.retry import patiently
 from hq_sweep.queue.rq_jobs import scrub_list
 from hq_sweep.queue.sweep import SweepQueue
@@ -83,21 +87,37 @@ class TrialRunner:
         self.lock = threading.RLock()
 
     def _redis(self, what: str, call: Any) -> Any:
-        return patiently(call, what, self.options.redis_patience_s)
+        try:
+            return patiently(call, what, self.options.redis_patience_s)
+        except RedisUnavailable:
+            self.lost_server()
+            raise
+
+    def lost_server(self) -> None:
+        """The server stayed away for the whole patience: leave (the launcher does not
+        restart us), keeping what cannot be recorded to nobody: leases bring it back."""
+        if self.stop_code != exitcodes.LOST_SERVER:
+            log.error("%s: the server has been unreachable for %.0f s ($HQ_SWEEP_PATIENCE); "
+                      "leaving", self.name, self.options.redis_patience_s)
+        self.stop_code = exitcodes.LOST_SERVER
 
     def run_batch(self, batch: int) -> int:
         """Take up to `batch` ready trials at a time and run them, until none are ready."""
         total = 0
-        while self.stop_code is None:
-            if not self.walltime.allows(self.trials_run, batch):  # inside a Slurm job only
-                self.stop(exitcodes.WALLTIME)
-                break
-            claims: list[Claim] = self._redis("claim", lambda: self.queue.trials.claim(
-                self.name, batch, self.options.lease_s))
-            if not claims:
-                break
-            total += self._run_claims(claims)
-        self.flush()
+        try:
+            while self.stop_code is None:
+                if not self.walltime.allows(self.trials_run, batch):  # in a Slurm job only
+                    self.stop(exitcodes.WALLTIME)
+                    break
+                claims: list[Claim] = self._redis("claim", lambda: self.queue.trials.claim(
+                    self.name, batch, self.options.lease_s))
+                if not claims:
+                    break
+                total += self._run_claims(claims)
+            self.flush()
+        except RedisUnavailable:
+            if self.stop_code != exitcodes.LOST_SERVER:
+                raise
         return total
 
     def _run_claims(self, claims: list[Claim]) -> int:
@@ -122,6 +142,8 @@ class TrialRunner:
         return len(claims)
 
     def flush(self) -> None:
+        if self.stop_code == exitcodes.LOST_SERVER:
+            return  # nothing can be recorded; the trials come back through their leases
         # Reports first: the controller must see a trial's values before its result.
         self._redis("record reports", self.executor.reports.send)
         with self.lock:
@@ -175,12 +197,18 @@ class TrialRunner:
         return self.queue.meta.state() != "running"
 
     def exit_code(self) -> int:
+        """Why the worker leaves. When rq's loop ended on a lost server (any of its calls may
+        meet it first), the server gets the whole patience to come back before we say so."""
         if self.stop_code is not None:
             return self.stop_code
         try:
-            return exitcodes.OK if self.sweep_over() else exitcodes.ERROR
-        except Exception:  # Redis gone: the launcher should start us again
+            over = patiently(self.sweep_over, "sweep state", self.options.redis_patience_s)
+        except RedisUnavailable:
+            self.lost_server()
+            return exitcodes.LOST_SERVER
+        except Exception:  # an unreadable state: the launcher starts us again
             return exitcodes.ERROR
+        return exitcodes.OK if over else exitcodes.ERROR
 
 
 def run_trial_batch(sweep_id: str, batch: int) -> int:
@@ -208,24 +236,68 @@ class WarmWorker(SimpleWorker):
         token = _current_runner.set(self.runner)
         try:
             super().execute_job(job, queue)
+        except UNREACHABLE_ERRORS:
+            if not self._lost_server():
+                raise  # rq's bookkeeping in a short outage: rq's loop deals with it
         finally:
             _current_runner.reset(token)
+        if self._lost_server():
+            raise StopRequested  # rq's loop leaves quietly on this (not its catch-all)
+
+    def _lost_server(self) -> bool:
+        return self.runner.stop_code == exitcodes.LOST_SERVER
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
         # Block briefly and look at the sweep's state between tries, so workers leave
-        # within a second of the sweep ending instead of waiting on an empty queue.
+        # within a second of the sweep ending instead of waiting on an empty queue. A server
+        # gone for longer than the patience ends the worker (rq's own loop would retry forever).
         poll = self.runner.options.poll_s
-        while True:
-            if self._stop_requested or self.runner.stop_code is not None:
-                return None
-            result = self._dequeue_screened(poll)
-            if result is not None or self._stop_requested or self.runner.stop_code is not None:
-                return result
-            if patiently(self.runner.sweep_over, "sweep state",
-                         self.runner.options.redis_patience_s):
-                return None
+        patience = self.runner.options.redis_patience_s
+        try:
+            while True:
+                if self._stop_requested or self.runner.stop_code is not None:
+                    return None
+                result = patiently(partial(self._dequeue_screened, poll), "take a job", patience)
+                if (result is not None or self._stop_requested
+                        or self.runner.stop_code is not None):
+                    return result
+                if patiently(self.runner.sweep_over, "sweep state", patience):
+                    return None
+        except RedisUnavailable:
+            self.runner.lost_server()
+            return None
+
+    def _dequeue_once(self, poll: int) -> tuple[Job, Queue] | None:
+        """One pass of rq's dequeue loop (heartbeat, maintenance, a blocking pop of `poll`
+        seconds), raising RedisUnavailable where rq's loop would retry without end."""
+        try:
+            self.set_state(WorkerStatus.IDLE)
+            self.heartbeat()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+            result = self.queue_class.dequeue_any(
+                self._ordered_queues, poll, connection=self.connection,
+                job_class=self.job_class, serializer=self.serializer,
+                death_penalty_class=self.death_penalty_class)
+            if result is not None:
+                self.reorder_queues(reference_queue=result[1])
+                result[0].redis_server_version = self.get_redis_server_version()
+            self.heartbeat()
+        except DequeueTimeout:
+            return None
+        except UNREACHABLE_ERRORS as exc:
+            raise translate(exc) from exc
+        return result
+
+    def teardown(self) -> None:
+        # rq unregisters the worker: with the server gone that fails, and must not mask why
+        # the worker is leaving.
+        try:
+            super().teardown()
+        except UNREACHABLE_ERRORS as exc:
+            log.debug("%s: could not unregister from rq: %s", self.name, exc)
 
     def _dequeue_screened(self, poll: int) -> tuple[Job, Queue] | None:
         """rq's dequeue; where something in rq's keys breaks it (garbage that is no job id
@@ -233,7 +305,9 @@ class WarmWorker(SimpleWorker):
         carries on (rq would leave its loop: the worker would quit). Jobs themselves are
         screened as rq loads them (`queue.rq_jobs`)."""
         try:
-            return super().dequeue_job_and_maintain_ttl(poll, poll)
+            return self._dequeue_once(poll)
+        except RedisUnavailable:
+            raise
         except Exception as exc:  # rq's own parsing: anything, on someone else's data
             queue, quarantine = self.runner.queue, self.runner.queue.quarantine
             rq_lists = (queue.rq_queue.key, queue.rq_queue.intermediate_queue_key)

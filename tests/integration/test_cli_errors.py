@@ -26,7 +26,7 @@ from tests.integration.helpers import (
 )
 
 pytestmark = pytest.mark.integration
-DOCUMENTED_EXITS = {0, 1, 2, 3, 4, 16}
+DOCUMENTED_EXITS = {0, 1, 2, 3, 4, 16, 17}  # README's "Exit codes"
 UNREACHABLE = "redis://:secret-pw@127.0.0.1:1/0"  # nothing listens on port 1
 # Commands that take a sweep file, a sweep id, or nothing; `server start` and `run` would
 # start a server and `worker`/`start-workers`/`monitor` wait by design: they get flags only.
@@ -39,20 +39,22 @@ GARBAGE_VALUES = ["", "\x7f\x01", "💥" * 50, "-" * 3, "../../etc/passwd", "a" 
                   "{{}}", "[1, 2"]
 
 
+GARBAGE_FILES = {
+    "binary.yaml": b"\x00\xff\xfe garbage \x00",
+    "latin1.yaml": "m\xe9thode: grid".encode("latin-1"),
+    "syntax.yaml": b"method: [grid\nparameters: {",
+    "types.yaml": b"method: 3\nparameters: [1, 2]\nrun_cap: many\n",
+    "deep.yaml": b"a: " + b"[" * 5000 + b"]" * 5000,
+    "list.yaml": b"- 1\n- 2\n",
+    "empty.yaml": b"",
+}
+
+
 def _garbage_files(tmp_path: Path) -> list[Path]:
-    files = {
-        "binary.yaml": b"\x00\xff\xfe garbage \x00",
-        "latin1.yaml": "méthode: grid".encode("latin-1"),
-        "syntax.yaml": b"method: [grid\nparameters: {",
-        "types.yaml": b"method: 3\nparameters: [1, 2]\nrun_cap: many\n",
-        "deep.yaml": b"a: " + b"[" * 5000 + b"]" * 5000,
-        "list.yaml": b"- 1\n- 2\n",
-        "empty.yaml": b"",
-    }
-    for name, data in files.items():
+    for name, data in GARBAGE_FILES.items():
         (tmp_path / name).write_bytes(data)
     (tmp_path / "adir.yaml").mkdir()
-    return [tmp_path / name for name in [*files, "adir.yaml", "missing.yaml"]]
+    return [tmp_path / name for name in [*GARBAGE_FILES, "adir.yaml", "missing.yaml"]]
 
 
 def _invocations(tmp_path: Path) -> list[list[str]]:
@@ -119,17 +121,27 @@ def test_the_first_hour_mistakes_each_get_one_line_and_their_exit_code(
             os.kill(pid, signal.SIGKILL)
 
 
+# The user's module: (what its logged traceback shows, how the last line starts).
+USER_CODE_FAILURES = {
+    "broken": ('broken.py", line 2', "error: worker: importing"),
+    "setup_raises": ("RuntimeError: no data here", "error: setup() failed"),
+}
+
+
 def _check_cases(cases: list[tuple[list[str], dict[str, str], int, str]]) -> None:
     for args, case_env, code, needle in cases:
         done = hq(args, case_env, timeout=90)
         text = done.stdout + done.stderr
         assert done.returncode == code, (args, done.returncode, text[-2000:])
-        # A user's setup() that raises: its traceback is logged (it is the user's code, and
-        # the place to look), then one line ends it.
-        user_traceback = "setup_raises" in args and "no data here" in text
-        assert user_traceback or "Traceback" not in text, (args, text[-2000:])
-        if user_traceback:
-            assert text.strip().splitlines()[-1].startswith("error: setup() failed"), text
+        # A user's module that does not import, or whose setup() raises: its traceback is
+        # logged (it is the user's code, and the place to look), then one line ends it.
+        user_code = next((m for m in USER_CODE_FAILURES if m in args), None)
+        if user_code is None:
+            assert "Traceback" not in text, (args, text[-2000:])
+        else:
+            start, last_line = USER_CODE_FAILURES[user_code]
+            assert "Traceback" in text and start in text, (args, text[-2000:])
+            assert text.strip().splitlines()[-1].startswith(last_line), text
         assert needle in text, (args, text[-2000:])
         assert "wrong-pw-1" not in text and "secret-pw" not in text
 

@@ -217,7 +217,7 @@ plausible: dict[str, st.SearchStrategy[Any]] = {  # the right shape, wrong in co
 }
 KINDS = ("results", "reports", "suggests", "ready", "leases", "workers", "decision",
          "suggest_answer", "intermediate", "meta", "counts", "best_history", "failure_lines",
-         "rq_queue", "rq_job", "rq_job_data", "record_params")
+         "rq_queue", "rq_job", "rq_job_data", "record_params", "best")
 
 
 def payload_for(kind: str) -> st.SearchStrategy[bytes]:
@@ -255,6 +255,7 @@ def inject(queue: SweepQueue, kind: str, raw: bytes) -> str | None:
         "meta": lambda: c.hset(queue.keys.meta, b"junk:" + raw, raw),
         "counts": lambda: c.hset(part("counts"), b"junk:" + raw, raw),
         "best_history": lambda: c.rpush(part("best_history"), raw),
+        "best": lambda: c.hset(queue.keys.meta, "best", raw),  # what monitors read
         "failure_lines": lambda: c.hset(part("failure_lines"), b"junk:" + raw, raw),
         "rq_queue": lambda: c.lpush(f"rq:queue:{queue.keys.rq_queue}", raw),  # next taken
         "record_params": lambda: c.hset(queue.keys.trial(some_trial(queue, part("ready"))),
@@ -309,7 +310,13 @@ def test_garbage_in_every_key_mid_sweep_never_wedges_it(
                  "the planted rq jobs taken", sweep.output)
         sweep.finish()
         shown = status_json(sweep, name)
-        exported = hq(["export", "--sweep", name, "--format", "csv"], sweep.env)
-    assert exported.returncode == 0 and "Traceback" not in exported.stderr, exported.stderr
+        inject(sweep.queue, "best", second["best"])  # whether or not a new best came since
+        readers = [hq(args, sweep.env) for args in (
+            ["export", "--sweep", name, "--format", "csv"], ["best", "--sweep", name],
+            ["monitor", "--once", "--sweep", name], ["list"], ["status", "--sweep", name],
+            ["report", "--sweep", name, "--output", str(tmp_path / "report.html")])]
+    for read in readers:
+        assert read.returncode == 0 and "Traceback" not in read.stderr, read.stderr
+    assert readers[1].stdout.startswith("trial "), readers[1].stdout
     assert_each_ended_once(sweep.queue, run_cap)
     assert shown["quarantined"] >= 2, shown

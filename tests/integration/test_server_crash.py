@@ -47,6 +47,13 @@ def kill_server(info: ServerInfo) -> None:
     poll(lambda: process_gone(info.pid), 10, "the server to die")
 
 
+def chaos_sweep(tmp_path: Path, name: str, run_cap: int, **extra: object) -> Path:
+    """A random sweep of CHAOS's short objective."""
+    return write_sweep(tmp_path, {"name": name, "method": "random", "run_cap": run_cap, **extra,
+                                  "worker": {"module": CHAOS, "objective": "short"},
+                                  "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+
+
 def _complete_at_least(queue: SweepQueue, target: int) -> bool:
     return queue.meta.counts().get("complete", 0) >= target
 
@@ -72,9 +79,7 @@ def test_a_killed_server_keeps_every_result_it_acknowledged(tmp_path: Path) -> N
     process loses nothing it acknowledged (only a machine crash can lose the last second)."""
     env = state_env(tmp_path / "state")
     info = start_server_cli(env)
-    spec = write_sweep(tmp_path, {"name": "ack", "method": "random", "run_cap": 100_000,
-                                  "worker": {"module": CHAOS, "objective": "short"},
-                                  "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    spec = chaos_sweep(tmp_path, "ack", 100_000)
     controller = start_detached_controller(spec, "ack", env)
     acknowledged: set[int] = set()
     with reaped(controller):
@@ -105,10 +110,7 @@ def test_a_sweep_in_pieces_survives_server_worker_and_controller_kills(tmp_path:
     times, a worker and the controller SIGKILLed too; exactly run_cap trials end."""
     env = state_env(tmp_path / "state", HQ_SWEEP_TEST_PAUSE="0.01")
     info = start_server_cli(env)
-    spec = write_sweep(tmp_path, {"name": "pieces", "method": "random", "run_cap": 600,
-                                  "lease": 3, "retries": 20,
-                                  "worker": {"module": CHAOS, "objective": "short"},
-                                  "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    spec = chaos_sweep(tmp_path, "pieces", 600, lease=3, retries=20)
     log = (tmp_path / "processes.log").open("ab")
     spawn = lambda *args: subprocess.Popen(  # noqa: E731
         [sys.executable, "-m", "hq_sweep", *args], env=env, stdout=log, stderr=log,
@@ -139,3 +141,58 @@ def test_a_sweep_in_pieces_survives_server_worker_and_controller_kills(tmp_path:
         assert standby.wait(150) == 0, logs()
         assert workers.wait(60) == 0, logs()
     assert_exact(SweepQueue(connect(info.url), "pieces"), 600)
+
+
+def _spawn(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "hq_sweep", *args], env=env,
+                                stdout=out, stderr=out, start_new_session=True)
+
+
+@pytest.mark.timeout(150)
+def test_workers_leave_a_server_gone_for_good_after_their_patience(tmp_path: Path) -> None:
+    """rq's own loop would retry a lost server forever: the workers leave once
+    $HQ_SWEEP_PATIENCE is over, exit LOST_SERVER, are not restarted, and start-workers says
+    what to do."""
+    env = state_env(tmp_path / "state", HQ_SWEEP_PATIENCE="4")
+    info = start_server_cli(env)
+    spec = chaos_sweep(tmp_path, "gone", 100_000)
+    controller = start_detached_controller(spec, "gone", env)
+    log = tmp_path / "workers.log"
+    workers = _spawn(env, log, "start-workers", "--workers", "2", "--sweep", "gone")
+    queue = SweepQueue(connect(info.url), "gone")
+    with reaped(controller, groups=(workers.pid,)):
+        poll(functools.partial(_complete_at_least, queue, 50), 60, "50 results", log.read_text)
+        pids = [int(w["pid"]) for w in queue.workers.all().values()]
+        kill_server(info)
+        code = workers.wait(90)
+        poll(lambda: process_gone(controller), 60, "the controller to give up")
+    text = log.read_text(errors="replace")
+    assert code == 1, text
+    assert "the server stayed unreachable for 4 s" in text, text
+    assert "hq-sweep server start" in text, text
+    assert all(process_gone(pid) for pid in pids), (pids, text)
+    assert "restarting" not in text.lower(), text  # LOST_SERVER is not restarted
+    controller_log = (tmp_path / "state" / "logs" / "gone" / "controller.log").read_text()
+    assert "the server stayed unreachable for 4 s" in controller_log, controller_log[-2000:]
+
+
+@pytest.mark.timeout(150)
+def test_start_workers_waits_for_a_server_being_restarted(tmp_path: Path) -> None:
+    """Workers started while the server is down wait for it (up to the patience) instead of
+    failing at once, and the sweep then finishes exactly."""
+    env = state_env(tmp_path / "state")
+    info = start_server_cli(env)
+    spec = chaos_sweep(tmp_path, "later", 120)
+    controller = start_detached_controller(spec, "later", env)
+    kill_server(info)
+    log = tmp_path / "workers.log"
+    workers = _spawn(env, log, "start-workers", "--workers", "2", "--sweep", "later")
+    with reaped(controller, groups=(workers.pid,)):
+        poll(lambda: "waiting up to 300 s for it to answer" in log.read_text(), 30,
+             "start-workers to wait", log.read_text)
+        assert workers.poll() is None
+        info = start_server_cli(env)
+        assert workers.wait(90) == 0, log.read_text()
+    assert "the server answers" in log.read_text()
+    assert_exact(SweepQueue(connect(info.url), "later"), 120)

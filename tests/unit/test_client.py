@@ -9,6 +9,7 @@ import redis
 
 from hq_sweep.errors import HqSweepError, RedisRefused, RedisUnavailable, TransportError
 from hq_sweep.queue.client import connect, for_rq, translate
+from hq_sweep.queue.redaction import redact_text
 from hq_sweep.queue.scripts import NAMES, script
 
 pytestmark = pytest.mark.timeout(20)
@@ -54,3 +55,14 @@ def test_each_script_is_read_once_per_process() -> None:
         assert script(name).text.startswith(f"-- {name}.lua")
     with pytest.raises(KeyError):
         script("nope")
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("redis:/:pw1@127.0.0.1:1/0: cannot read the sweep file",  # a URL made a path
+     "redis:/:***@127.0.0.1:1/0: cannot read the sweep file"),
+    ("at redis://hqsweep:pw2@h:1/0 and rediss://u:pw3@x/0?password=pw4",
+     "at redis://hqsweep:***@h:1/0 and rediss://u:***@x/0?password=***"),
+    ("/tmp/a@b and redis://host:6379/0", "/tmp/a@b and redis://host:6379/0"),
+])
+def test_a_text_shows_no_password_of_any_url_in_it(text: str, shown: str) -> None:
+    assert redact_text(text) == shown

@@ -10,13 +10,13 @@ import fakeredis
 import pytest
 
 from hq_sweep.cli.detached import spawn_controller
+from hq_sweep.env import REDIS_URL
 from hq_sweep.errors import HqSweepError
-from hq_sweep.launchers.local import REDIS_URL_VAR
 from hq_sweep.queue.client import Client
 from hq_sweep.queue.lock_token import controller_token, describe_holder, holds
 from hq_sweep.queue.sweep import SweepQueue
 
-UNREACHABLE = {REDIS_URL_VAR: "redis://127.0.0.1:1/0"}
+UNREACHABLE = {REDIS_URL: "redis://127.0.0.1:1/0"}
 
 
 def test_a_token_names_its_process() -> None:

@@ -24,6 +24,7 @@ from hq_sweep.messages import (
     TrialRecord,
     loads_object,
 )
+from hq_sweep.queue.meta import decode_best
 from hq_sweep.queue.rq_jobs import refusal
 from hq_sweep.queue.trials import RUN_BATCH_FUNC
 
@@ -149,3 +150,25 @@ def test_foreign_jobs_are_refused_with_a_reason(raw: dict[bytes, bytes], why: st
 def test_no_job_data_but_ours_passes(data: bytes) -> None:
     assert refusal(job_hash(data), "s1")
     assert refusal(job_hash(zlib.compress(data)), "s1")
+
+
+bests = st.fixed_dictionaries({"number": st.integers() | st.floats() | st.text(max_size=2),
+                               "value": st.floats() | st.integers() | st.booleans() | st.none(),
+                               "params": json_values})
+
+
+@FUZZ
+@given(raw=garbage.map(lambda b: b.decode(errors="replace"))
+       | bests.map(lambda v: json.dumps(v)))
+def test_the_published_best_reads_as_what_monitors_rely_on_or_as_none(raw: str) -> None:
+    best = decode_best(raw)
+    if best is not None:  # what `best`, `status` and the monitor format
+        assert type(best["number"]) is int and type(best["value"]) in (int, float)
+        assert isinstance(best["params"], dict)
+        assert f"{best['value']:.6g}"  # formats, as the monitor does
+
+
+def test_the_controllers_best_reads_back() -> None:
+    best = {"number": 3, "value": 0.25, "params": {"lr": 0.1}}
+    assert decode_best(json.dumps(best)) == best
+    assert decode_best(None) is None and decode_best("") is None

@@ -32,7 +32,7 @@ ALLOWED = {
     "messages": {"limits"},
     "limits": set(),
     "errors": set(),
-    "env": set(),
+    "env": {"errors"},  # a setting it reads that is wrong is the user's bad input
     "exitcodes": set(),
 }
 
