@@ -1,7 +1,8 @@
 """The Lua scripts in `lua/`, read once per process and run by their SHA.
 
-Each script's header documents its KEYS, ARGV and every key it touches. A server that does
-not know a script yet (first call, or restarted) is sent its text once.
+Each script's header documents its KEYS, ARGV and every key it touches. Every script is sent
+with `lua/_prelude.lua` before it (the helpers they share: counters that survive garbage). A
+server that does not know a script yet (first call, or restarted) is sent its text once.
 """
 
 from __future__ import annotations
@@ -39,5 +40,14 @@ def script(name: str) -> LuaScript:
     """The script `lua/{name}.lua` (read from the package the first time it is asked for)."""
     if name not in NAMES:
         raise KeyError(f"no Lua script {name!r}")
-    text = (resources.files("hq_sweep.queue") / "lua" / f"{name}.lua").read_text()
+    text = _prelude() + _read(f"{name}.lua")
     return LuaScript(name, text, hashlib.sha1(text.encode()).hexdigest())
+
+
+@functools.cache
+def _prelude() -> str:
+    return _read("_prelude.lua")
+
+
+def _read(file_name: str) -> str:
+    return (resources.files("hq_sweep.queue") / "lua" / file_name).read_text()

@@ -193,6 +193,35 @@ def test_foreign_rq_jobs_are_refused_and_never_unpickled(redis_url: str, tmp_pat
     assert "not an rq job id" in reasons
 
 
+def test_garbage_in_the_counters_costs_the_counts_not_a_trial(
+        redis_url: str, tmp_path: Path) -> None:
+    """hq-sweep's own counters overwritten mid-sweep (not numbers; a hash made a string): the
+    counting scripts go on (Redis would not roll back a script refused half-way, leaving a
+    trial recorded but never told), and every trial ends and is told exactly once."""
+    n = 150
+    spec = write_sweep(tmp_path, {
+        "name": "counters", "method": "random", "run_cap": n, "lease": 3,
+        "worker": {"module": HOSTILE, "objective": "busy"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    with running(redis_url, tmp_path, spec, "counters") as sweep:
+        poll(lambda: sweep.ended() >= 30, 90, "30 ended trials", sweep.output)
+        c, part = sweep.queue.connection, sweep.queue.keys.part
+        c.hset(part("counts"), mapping={"queued": b"\xff", "running": b"lots",
+                                        "complete": b"1e3", "failed": b""})
+        c.hset(part("cost"), mapping={"trial_s": b"x", "gpu_s": b"[]"})
+        c.delete(part("reasons"))
+        c.set(part("reasons"), b"not a hash")
+        sweep.finish()
+    rows = trial_rows(sweep.queue)
+    assert [r["number"] for r in rows] == list(range(n))
+    assert {r["state"] for r in rows} <= ENDED
+    meta = sweep.queue.meta.read()
+    assert (int(meta["told"]), int(meta["study_trials"]), meta["state"]) == (n, n, "finished")
+    counts = sweep.queue.meta.counts()
+    assert counts.get("queued", 0) + counts.get("running", 0) <= 0, counts  # started again
+    assert counts["complete"] > 0 and float(sweep.queue.meta.cost_totals()["trial_s"]) > 0
+
+
 # ---- garbage everywhere, mid-sweep (hypothesis) -----------------------------------------
 
 garbage = (st.binary(max_size=80)

@@ -52,7 +52,8 @@ def test_commands_and_pipelines_raise_the_projects_errors() -> None:
 def test_each_script_is_read_once_per_process() -> None:
     for name in NAMES:
         assert script(name) is script(name)
-        assert script(name).text.startswith(f"-- {name}.lua")
+        text = script(name).text
+        assert text.startswith("-- _prelude.lua") and f"\n-- {name}.lua: " in text
     with pytest.raises(KeyError):
         script("nope")
 

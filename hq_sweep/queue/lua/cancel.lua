@@ -7,8 +7,8 @@ local cancelled = {}
 for i = 2, #KEYS do
   if redis.call('HGET', KEYS[i], 'state') == 'queued' then
     redis.call('HSET', KEYS[i], 'state', 'cancelled')
-    redis.call('HINCRBY', KEYS[1], 'queued', -1)
-    redis.call('HINCRBY', KEYS[1], 'cancelled', 1)
+    count(KEYS[1], 'queued', -1)
+    count(KEYS[1], 'cancelled', 1)
     cancelled[#cancelled + 1] = tonumber(ARGV[i - 1])
   end
 end

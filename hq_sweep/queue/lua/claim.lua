@@ -29,12 +29,12 @@ while #claimed < wanted * 2 and looked < wanted + 1000 do
   looked = looked + 1
   local key = ARGV[4] .. number
   if string.match(number, '^%d+$') and redis.call('HGET', key, 'state') == 'queued' then
-    redis.call('HINCRBY', key, 'attempt', 1)
+    count(key, 'attempt', 1)
     redis.call('HSET', key, 'state', 'running', 'worker', ARGV[1],
                'started_at', string.format('%.3f', now_ms / 1000), 'lease', deadline)
     redis.call('ZADD', KEYS[2], deadline, number)
-    redis.call('HINCRBY', KEYS[1], 'queued', -1)
-    redis.call('HINCRBY', KEYS[1], 'running', 1)
+    count(KEYS[1], 'queued', -1)
+    count(KEYS[1], 'running', 1)
     claimed[#claimed + 1] = tonumber(number)
     claimed[#claimed + 1] = redis.call('HGETALL', key)
   end

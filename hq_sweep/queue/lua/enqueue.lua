@@ -28,6 +28,6 @@ for i, trial in ipairs(trials) do
   redis.call('HSET', KEYS[i + 3], unpack(fields))
   redis.call('RPUSH', KEYS[2], trial[1])
 end
-redis.call('HINCRBY', KEYS[3], 'queued', #trials)
+count(KEYS[3], 'queued', #trials)
 redis.call('HSET', KEYS[1], 'next', ARGV[2])
 return 1

@@ -21,9 +21,9 @@
 local function add_cost(fields)
   local d = tonumber(fields.duration)
   if d then
-    redis.call('HINCRBYFLOAT', KEYS[5], 'trial_s', d)
+    count_float(KEYS[5], 'trial_s', d)
     local g = tonumber(fields.gpus)
-    if g and g > 0 then redis.call('HINCRBYFLOAT', KEYS[5], 'gpu_s', d * g) end
+    if g and g > 0 then count_float(KEYS[5], 'gpu_s', d * g) end
   end
   for _, name in ipairs({'rss_peak_mb', 'gpu_mem_peak_mb'}) do
     local v = tonumber(fields[name])
@@ -59,9 +59,9 @@ for i, entry in ipairs(cjson.decode(ARGV[1])) do
     redis.call('HSET', key, unpack(flat))
     redis.call('HDEL', key, 'lease')
     redis.call('ZREM', KEYS[3], number)
-    redis.call('HINCRBY', KEYS[1], 'running', -1)
-    redis.call('HINCRBY', KEYS[1], state, 1)
-    if kind ~= '' then redis.call('HINCRBY', KEYS[4], kind, 1) end
+    count(KEYS[1], 'running', -1)
+    count(KEYS[1], state, 1)
+    if kind ~= '' then count(KEYS[4], kind, 1) end
     redis.call('RPUSH', KEYS[2], outcome)
     add_cost(fields)
     ok = 1

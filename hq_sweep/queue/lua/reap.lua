@@ -24,19 +24,19 @@ for _, number in ipairs(expired) do
     local attempt = tonumber(redis.call('HGET', key, 'attempt'))
     local used = attempt - tonumber(redis.call('HGET', key, 'released') or '0')
     redis.call('HDEL', key, 'lease')
-    redis.call('HINCRBY', KEYS[2], 'running', -1)
+    count(KEYS[2], 'running', -1)
     if used >= tonumber(ARGV[2]) then
       local reason = 'lease expired (worker lost) on each of ' .. used .. ' attempts'
       redis.call('HSET', key, 'state', 'failed', 'reason', reason,
                  'ended_at', string.format('%.3f', now_ms / 1000))
-      redis.call('HINCRBY', KEYS[2], 'failed', 1)
-      redis.call('HINCRBY', KEYS[3], 'lease expired', 1)
+      count(KEYS[2], 'failed', 1)
+      count(KEYS[3], 'lease expired', 1)
       reply[#reply + 1] = tonumber(number)
       reply[#reply + 1] = redis.call('HGETALL', key)
     else
       redis.call('HSET', key, 'state', 'queued')
-      redis.call('HINCRBY', KEYS[2], 'queued', 1)
-      redis.call('HINCRBY', KEYS[2], 'requeued', 1)
+      count(KEYS[2], 'queued', 1)
+      count(KEYS[2], 'requeued', 1)
       redis.call('RPUSH', KEYS[4], number)
       reply[1] = reply[1] + 1
     end

@@ -17,12 +17,12 @@ for i = 4, #KEYS do
      and redis.call('HGET', key, 'attempt') == attempt
      and redis.call('HGET', key, 'worker') == ARGV[1] then
     redis.call('HSET', key, 'state', 'queued')
-    redis.call('HINCRBY', key, 'released', 1)
+    count(key, 'released', 1)
     redis.call('HDEL', key, 'lease')
     redis.call('ZREM', KEYS[1], number)
-    redis.call('HINCRBY', KEYS[2], 'running', -1)
-    redis.call('HINCRBY', KEYS[2], 'queued', 1)
-    redis.call('HINCRBY', KEYS[2], 'requeued', 1)
+    count(KEYS[2], 'running', -1)
+    count(KEYS[2], 'queued', 1)
+    count(KEYS[2], 'requeued', 1)
     redis.call('LPUSH', KEYS[3], number)
     ok = 1
   end

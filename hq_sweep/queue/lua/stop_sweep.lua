@@ -35,7 +35,7 @@ local ended_at = string.format('%.3f', now_ms / 1000)
 
 local function cancelled(key, number, reason)
   redis.call('HSET', key, 'state', 'cancelled', 'reason', reason, 'ended_at', ended_at)
-  redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
+  count(KEYS[2], 'cancelled', 1)
   local attempt = tonumber(redis.call('HGET', key, 'attempt') or '0') or 0
   redis.call('RPUSH', KEYS[5], cjson.encode({n = tonumber(number), a = attempt,
                                              s = 'cancelled', r = reason}))
@@ -45,7 +45,7 @@ local withdrawn, lost, flagged = 0, 0, 0
 for _, number in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
   local key = ARGV[1] .. ':t:' .. number
   if redis.call('HGET', key, 'state') == 'queued' then
-    redis.call('HINCRBY', KEYS[2], 'queued', -1)
+    count(KEYS[2], 'queued', -1)
     cancelled(key, number, ARGV[3])
     withdrawn = withdrawn + 1
   end
@@ -60,7 +60,7 @@ for i = 1, #leased, 2 do
     if deadline < now_ms then  -- its worker is gone: nobody will end it
       redis.call('ZREM', KEYS[4], number)
       redis.call('HDEL', key, 'lease')
-      redis.call('HINCRBY', KEYS[2], 'running', -1)
+      count(KEYS[2], 'running', -1)
       cancelled(key, number, ARGV[4] .. ' (its worker was lost)')
       lost = lost + 1
     elseif mode == 'cancel' then
