@@ -95,7 +95,8 @@ class TrialRunner:
 
     def lost_server(self) -> None:
         """The server stayed away for the whole patience: leave (the launcher does not
-        restart us), keeping what cannot be recorded to nobody: leases bring it back."""
+        restart us). Results not recorded yet go with us; their trials' leases run out and
+        the controller runs them again once the server is back."""
         if self.stop_code != exitcodes.LOST_SERVER:
             log.error("%s: the server has been unreachable for %.0f s ($HQ_SWEEP_PATIENCE); "
                       "leaving", self.name, self.options.redis_patience_s)

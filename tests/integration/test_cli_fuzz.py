@@ -137,7 +137,7 @@ def test_generated_garbage_into_every_command_never_shows_a_traceback(
     runner = CliRunner()
     seen: set[tuple[str, ...]] = set()
 
-    @settings(max_examples=400, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=300, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(call=invocations(sandbox))
     def no_traceback(call: tuple[tuple[str, ...], list[str]]) -> None:

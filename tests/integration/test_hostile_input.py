@@ -39,13 +39,15 @@ class Sweep:
     """A controller (`enqueue`) and workers (`start-workers`) as separate processes."""
 
     def __init__(self, redis_url: str, tmp_path: Path, spec: Path, name: str,
-                 workers: int) -> None:
+                 workers: int, before_workers: Callable[[SweepQueue], Any] | None) -> None:
         self.env = cli_env(redis_url, tmp_path)
         self.log_path = tmp_path / f"{name}.log"
         self.log = self.log_path.open("ab")
         self.queue = SweepQueue(connect(redis_url), name)
         self.controller = self.spawn("enqueue", str(spec), "--sweep", name)
         poll(lambda: self.queue.meta.state() is not None, 60, "the sweep's creation", self.output)
+        if before_workers is not None:
+            before_workers(self.queue)
         self.workers = self.spawn("start-workers", "--workers", str(workers), "--sweep", name)
 
     def spawn(self, *args: str) -> subprocess.Popen[bytes]:
@@ -73,9 +75,9 @@ class Sweep:
 
 
 @contextmanager
-def running(redis_url: str, tmp_path: Path, spec: Path, name: str,
-            workers: int = 2) -> Iterator[Sweep]:
-    sweep = Sweep(redis_url, tmp_path, spec, name, workers)
+def running(redis_url: str, tmp_path: Path, spec: Path, name: str, workers: int = 2,
+            before_workers: Callable[[SweepQueue], Any] | None = None) -> Iterator[Sweep]:
+    sweep = Sweep(redis_url, tmp_path, spec, name, workers, before_workers)
     try:
         yield sweep
     finally:
@@ -175,9 +177,16 @@ def test_foreign_rq_jobs_are_refused_and_never_unpickled(redis_url: str, tmp_pat
         "name": "rqjobs", "method": "random", "run_cap": 1000,
         "worker": {"module": HOSTILE, "objective": "busy"},
         "parameters": {"x": {"min": 0.0, "max": 1.0}}})
-    with running(redis_url, tmp_path, spec, "rqjobs") as sweep:
-        poll(lambda: sweep.ended() >= 20, 90, "20 ended trials", sweep.output)
-        planted = plant_foreign_jobs(redis_url, sweep.queue.keys.rq_queue, tmp_path)
+    planted: list[str] = []
+
+    def plant(queue: SweepQueue) -> None:  # ahead of hq-sweep's own jobs on the sweep's queue
+        poll(lambda: queue.connection.llen(f"rq:queue:{queue.keys.rq_queue}") > 0, 60,
+             "the controller's first jobs")
+        planted.extend(plant_foreign_jobs(redis_url, queue.keys.rq_queue, tmp_path))
+
+    # Planted before the workers come: a worker that finds trials ready keeps running them
+    # without going back to rq, so jobs planted mid-sweep may outlast a fast sweep unmet.
+    with running(redis_url, tmp_path, spec, "rqjobs", before_workers=plant) as sweep:
         poll(lambda: sweep.queue.meta.quarantined() >= 5, 60, "the planted jobs refused",
              sweep.output)
         sweep.finish()
