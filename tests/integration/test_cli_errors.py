@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import signal
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -57,14 +58,16 @@ def _garbage_files(tmp_path: Path) -> list[Path]:
     return [tmp_path / name for name in [*GARBAGE_FILES, "adir.yaml", "missing.yaml"]]
 
 
-def _invocations(tmp_path: Path) -> list[list[str]]:
+def _invocations(tmp_path: Path, live_url: str) -> list[list[str]]:
+    """Garbage sweep ids go to a live server (so they reach the lookup, not just a refused
+    connection); each command meets an unreachable one once, below."""
     calls: list[list[str]] = []
     for command, path in itertools.product(FILE_COMMANDS, _garbage_files(tmp_path)):
         calls.append([command, str(path), "--redis", UNREACHABLE] if command != "validate"
                      and command != "sbatch" else [command, str(path)])
     for command, value in itertools.product(SWEEP_COMMANDS, GARBAGE_VALUES):
         sweep = ["--sweep", value] if command in SWEEP_OPTION_COMMANDS else [value]
-        calls.append([command, *sweep, "--redis", UNREACHABLE])
+        calls.append([command, *sweep, "--redis", live_url])
     for command in REDIS_COMMANDS:
         calls.append([command, "--redis", "not a url"])
         calls.append([command, "--redis", "redis://:pw@[::1"])
@@ -78,16 +81,19 @@ def _invocations(tmp_path: Path) -> list[list[str]]:
 
 @pytest.mark.timeout(180)
 def test_garbage_into_every_command_never_shows_a_traceback(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HQ_SWEEP_DEBUG", raising=False)
     runner = CliRunner()
     bad = []
-    for args in _invocations(tmp_path):
+    live_password = urllib.parse.urlsplit(redis_url).password
+    assert live_password
+    for args in _invocations(tmp_path, redis_url):
         result = runner.invoke(app, args, catch_exceptions=True)
         output = result.output
         escaped = result.exception is not None and not isinstance(result.exception, SystemExit)
         if (escaped or "Traceback" in output or "internal error" in output
-                or result.exit_code not in DOCUMENTED_EXITS or "secret-pw" in output):
+                or result.exit_code not in DOCUMENTED_EXITS or "secret-pw" in output
+                or live_password in output):
             bad.append((args[:3], result.exit_code, repr(result.exception), output[-300:]))
     assert not bad, "\n".join(map(str, bad[:10]))
 
