@@ -44,7 +44,6 @@ from hq_sweep.controller.loop import Controller, ControllerOptions
 from hq_sweep.env import PATIENCE, patience_s
 from hq_sweep.errors import EXIT_NO_COMPLETE, RedisUnavailable
 from hq_sweep.launchers.local import LocalLauncher
-from hq_sweep.queue.repoint import RIDE_OUT_S
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.monitor import watch
 from hq_sweep.results.progress import DEFAULT_EVERY_S, ProgressPrinter, headline
@@ -248,7 +247,7 @@ def enqueue(
     setup_logging()
     server = locate_server(redis_url)
     patience = patience_s()
-    connection = server.connect(ride_out_s=min(RIDE_OUT_S, patience))
+    connection = server.connect(patience_s=patience)
     registration = open_or_register(connection, spec, file, sweep, resume)
     sweep_id = registration.sweep_id
     _announce(registration, file, SweepQueue(connection, sweep_id), command="enqueue")
@@ -306,7 +305,7 @@ def controller_command(
     setup_logging()
     patience = patience_s()
     queue = open_sweep(locate_server(redis_url, sweep=sweep), sweep,
-                       ride_out_s=min(RIDE_OUT_S, patience))
+                       patience_s=patience)
     _run_controller(queue, lock_lease, progress_every, patience)
 
 

@@ -191,11 +191,11 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def open_sweep(url: str | ServerRef, sweep: str | None,
-               ride_out_s: float | None = None) -> SweepQueue:
+               patience_s: float | None = None) -> SweepQueue:
     """The sweep named, or the newest one on the server; a clear error when there is none.
     Given a ServerRef, the connection follows a server that moves (see `ServerRef.connect`),
-    waiting out an outage for up to `ride_out_s` under each command."""
-    connection = connect(url) if isinstance(url, str) else url.connect(ride_out_s=ride_out_s)
+    waiting out an outage under each command within `patience_s`."""
+    connection = connect(url) if isinstance(url, str) else url.connect(patience_s=patience_s)
     registry = SweepRegistry(connection)
     if sweep is None:
         sweep = registry.latest()

@@ -25,7 +25,6 @@ from hq_sweep.errors import HqSweepError, RedisUnavailable
 from hq_sweep.launchers.registry import Launcher, LauncherName, make_launcher
 from hq_sweep.queue.admin import ping
 from hq_sweep.queue.client import connect
-from hq_sweep.queue.repoint import RIDE_OUT_S
 from hq_sweep.queue.sweep import SweepQueue
 from hq_sweep.results.monitor import stall_fix
 from hq_sweep.results.summary import finished_count
@@ -48,8 +47,7 @@ def worker(
     """Run one warm worker in this process (what start-workers launches)."""
     setup_logging()
     patience = patience_s()
-    connection = locate_server(redis_url, sweep=sweep).connect(
-        ride_out_s=min(RIDE_OUT_S, patience))
+    connection = locate_server(redis_url, sweep=sweep).connect(patience_s=patience)
     # Found: the user's code (and what it starts) has no need of a URL exported for our CLI.
     os.environ.pop(REDIS_URL, None)
     options = WorkerOptions(count=count, redis_patience_s=patience)

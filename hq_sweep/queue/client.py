@@ -21,7 +21,7 @@ from redis.retry import Retry
 
 from hq_sweep.errors import RedisRefused, RedisUnavailable, TransportError
 from hq_sweep.queue.redaction import redact
-from hq_sweep.queue.repoint import MovablePool
+from hq_sweep.queue.repoint import RIDE_OUT_S, MovablePool
 
 __all__ = ["Client", "ScriptMissing", "connect", "for_rq", "redact", "text", "translate"]
 
@@ -158,7 +158,7 @@ class _TransientRetry(Retry):
 
 def connect(
     url: str, *, socket_timeout: float | None = 30.0, client_name: str | None = None,
-    reread: Callable[[], str] | None = None, ride_out_s: float | None = None,
+    reread: Callable[[], str] | None = None, patience_s: float | None = None,
 ) -> Client:
     """A client for `url` with hq-sweep's connection policy.
 
@@ -169,7 +169,8 @@ def connect(
     must raise it (or pass None). Retried writes may apply twice: state changes that must
     not are fenced by the queue's Lua scripts, not by this client. `reread`: where the URL
     came from, read again after an outage of `repoint.REREAD_AFTER_S` (None: never);
-    `ride_out_s`: how long each command then waits out an outage (`repoint.RIDE_OUT_S`).
+    `patience_s`: the caller's whole patience, which caps how long each command then waits
+    out an outage (`repoint.RIDE_OUT_S`).
     """
     retry = _TransientRetry(
         ExponentialBackoff(cap=1.0, base=0.05),
@@ -189,8 +190,8 @@ def connect(
         **tcp,
     )
     pool.reread = reread
-    if ride_out_s is not None:
-        pool.ride_out_s = ride_out_s
+    if patience_s is not None:
+        pool.ride_out_s = min(RIDE_OUT_S, patience_s)
     if reread is not None:
         retry.pool = pool  # before the first connection copies the policy
     client = Client(connection_pool=pool)
